@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the virtual environment that `make` targets run in.
+# The venv is keyed by a hash of the requirement files, so a changed pin builds a new one
+# and an unchanged checkout (or CI on the same machine) reuses the old one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3.11}"
+stamp_value=$(cat constraints.txt requirements.txt requirements-dev.txt scripts/install.sh | sha256sum | cut -c1-16)
+
+if [ -f "$VENV/.rapport-stamp" ] && [ "$(cat "$VENV/.rapport-stamp")" = "$stamp_value" ]; then
+  exit 0
+fi
+
+# matplotlib 3.5 (a Rasa dependency) builds from source on Python 3.11.
+need_apt=()
+for pkg in libfreetype-dev libqhull-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install: apt packages ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+echo "install: creating $VENV (this takes several minutes the first time)"
+rm -rf "$VENV"
+"$PYTHON" -m venv "$VENV"
+export MPLSETUPCFG="$PWD/scripts/mplsetup.cfg"
+"$VENV/bin/pip" install -q --upgrade "pip<25" wheel "setuptools<70"
+"$VENV/bin/pip" install -q --ignore-requires-python -c constraints.txt -r requirements.txt -r requirements-dev.txt
+"$VENV/bin/pip" check
+echo "$stamp_value" > "$VENV/.rapport-stamp"
+echo "install: done"

@@ -27,8 +27,8 @@ echo "install: creating $VENV (this takes several minutes the first time)"
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 export MPLSETUPCFG="$PWD/scripts/mplsetup.cfg"
-"$VENV/bin/pip" install -q --upgrade "pip<25" wheel "setuptools<70"
-"$VENV/bin/pip" install -q --ignore-requires-python -c constraints.txt -r requirements.txt -r requirements-dev.txt
+"$VENV/bin/pip" install -q --upgrade "pip<25" wheel "setuptools<70" 2> >(grep -v "is ignored" >&2)
+"$VENV/bin/pip" install -q --ignore-requires-python -c constraints.txt -r requirements.txt -r requirements-dev.txt 2> >(grep -v "is ignored" >&2)
 "$VENV/bin/pip" check
 echo "$stamp_value" > "$VENV/.rapport-stamp"
 echo "install: done"

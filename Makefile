@@ -1,0 +1,75 @@
+# Rapport: every set-up step for a fresh machine is behind `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export RASA_TELEMETRY_ENABLED := false
+export PYTHONPATH := $(CURDIR)
+# .env (copied from .env.example) overrides the embedded defaults.
+ifneq (,$(wildcard .env))
+include .env
+export
+endif
+
+.PHONY: help install services migrate seed train run shell test test-unit test-integration \
+        test-e2e test-stories lint format validate consumer clean
+
+help:
+	@echo "make run     install, migrate + seed the demo CRM, train if needed, serve on :5005"
+	@echo "make shell   chat with the running assistant (as demo-alice)"
+	@echo "make test    install, start local services if missing, lint, validate, all test tiers"
+
+install:
+	@VENV=$(VENV) bash scripts/install.sh
+
+services:
+	@bash scripts/services.sh
+
+migrate: install
+	$(PY) -m crm_bridge migrate
+
+seed: migrate
+	$(PY) -m crm_bridge seed
+
+train: install
+	$(PY) -m bot train
+
+run: seed
+	$(PY) -m bot serve
+
+shell: install
+	$(PY) -m bot shell
+
+consumer: install
+	$(PY) -m crm_bridge.consumer
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+validate: install
+	$(PY) -m rasa data validate --fail-on-warnings --data data --domain domain.yml --config config.yml
+
+test-unit: install
+	$(PY) -m pytest tests/unit tests/bench -q
+
+test-integration: install services
+	$(PY) -m pytest tests/integration -q
+
+test-e2e: install services
+	$(PY) -m pytest tests/e2e -q
+
+test-stories: train
+	$(PY) -m rasa test core --stories tests/test_stories.yml --model "$$($(PY) -m bot train | tail -n 1)" \
+	  --endpoints endpoints.yml --out results/stories --fail-on-prediction-errors
+
+test: install services lint validate
+	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(MAKE) --no-print-directory test-stories
+
+clean:
+	rm -rf results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,149 @@
+"""The event broker that turns Rasa's event stream into CRM interactions.
+
+With ``RABBITMQ_URL`` set, events go to a durable RabbitMQ queue (Rasa's own
+``PikaEventBroker``) and ``python -m crm_bridge.consumer`` writes them to the CRM, so a
+CRM outage only delays the log. Without it (the embedded default), this broker writes
+the interaction log in-process, on a background thread so that a slow database never
+blocks a conversation; batches that fail are kept and retried, and flushed on close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from rasa.core.brokers.broker import EventBroker
+from rasa.core.brokers.pika import PikaEventBroker
+from rasa.utils.endpoints import EndpointConfig
+
+from bot import settings as bot_settings
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+RETRY_DELAY_SECONDS = 2.0
+MAX_BATCH = 200
+
+
+class InteractionLogBroker(EventBroker):
+    """Writes Rasa events to the CRM interaction log from a background thread."""
+
+    def __init__(self, crm_database_url: str | None = None) -> None:
+        from crm_bridge.interaction_log import InteractionLog
+
+        if crm_database_url is None:
+            from crm_bridge import settings as crm_settings
+
+            crm_database_url = crm_settings.database_url()
+        self._log = InteractionLog(crm_database_url)
+        self._queue: queue.Queue[Any] = queue.Queue()
+        # Counts events published but not yet written, so flush() knows when it is done.
+        self._unwritten = 0
+        self._written = threading.Condition()
+        self._worker = threading.Thread(
+            target=self._run, name="interaction-log-writer", daemon=True
+        )
+        self._worker.start()
+
+    @classmethod
+    async def from_endpoint_config(
+        cls, broker_config: EndpointConfig | None, event_loop: Any = None
+    ) -> EventBroker:
+        """RabbitMQ when ``RABBITMQ_URL`` is set, otherwise the in-process log writer."""
+        settings = bot_settings.load()
+        if settings.rabbitmq_url:
+            return await connect_rabbitmq(settings, event_loop)
+        logger.info("Event broker: in-process CRM interaction log")
+        return cls()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Queue one event (a dict with ``sender_id``) for the interaction log."""
+        with self._written:
+            self._unwritten += 1
+        self._queue.put(event)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued event is written; False if that took longer than ``timeout``."""
+        with self._written:
+            return self._written.wait_for(lambda: self._unwritten == 0, timeout)
+
+    async def close(self) -> None:
+        """Write what is queued, then stop the writer thread."""
+        await asyncio.get_running_loop().run_in_executor(None, self.flush)
+        self._queue.put(_STOP)
+
+    def _run(self) -> None:
+        from crm_bridge.errors import CrmError
+
+        pending: list[dict[str, Any]] = []
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            pending.append(item)
+            # Drain what else is waiting so a burst of events becomes one transaction.
+            while len(pending) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    self._write(pending)
+                    return
+                pending.append(item)
+            while pending:
+                try:
+                    self._log.record_events(pending)
+                    self._mark_written(len(pending))
+                    pending = []
+                except CrmError as error:
+                    # Keep the batch: the log is idempotent, so retrying is safe.
+                    logger.warning(
+                        "Interaction log unavailable (%s); retrying %d events in %.0f s",
+                        type(error).__name__,
+                        len(pending),
+                        RETRY_DELAY_SECONDS,
+                    )
+                    time.sleep(RETRY_DELAY_SECONDS)
+
+    def _mark_written(self, count: int) -> None:
+        with self._written:
+            self._unwritten -= count
+            self._written.notify_all()
+
+    def _write(self, events: list[dict[str, Any]]) -> None:
+        try:
+            self._log.record_events(events)
+        except Exception:
+            logger.exception("Could not write %d events at shutdown", len(events))
+        self._mark_written(len(events))
+
+
+async def connect_rabbitmq(
+    settings: bot_settings.Settings, event_loop: Any = None
+) -> PikaEventBroker:
+    """Rasa's RabbitMQ broker, publishing to the durable queue the CRM consumer reads."""
+    parts = urlsplit(settings.rabbitmq_url)
+    logger.info(
+        "Event broker: RabbitMQ at %s, queue %s",
+        bot_settings.redact_url(settings.rabbitmq_url),
+        settings.events_queue,
+    )
+    broker = PikaEventBroker(
+        host=settings.rabbitmq_url,
+        username=parts.username or "guest",
+        password=parts.password or "guest",
+        port=parts.port or 5672,
+        queues=[settings.events_queue],
+        exchange_name=settings.events_exchange,
+        event_loop=event_loop,
+        connection_attempts=5,
+        retry_delay_in_seconds=2,
+    )
+    await broker.connect()
+    return broker

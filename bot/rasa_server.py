@@ -1,0 +1,49 @@
+"""Run the Rasa server in this process with Rapport's settings.
+
+Starting Rasa from Python (instead of ``rasa run --auth-token ...``) keeps the API
+token and JWT secret out of the process list, and refuses an enabled HTTP API that
+has no authentication.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from bot import settings as bot_settings
+from bot.settings import PROJECT_ROOT
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m bot rasa-server --model PATH``."""
+    parser = argparse.ArgumentParser(prog="python -m bot rasa-server")
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--endpoints", type=Path, default=PROJECT_ROOT / "endpoints.yml")
+    parser.add_argument("--credentials", type=Path, default=PROJECT_ROOT / "credentials.yml")
+    args = parser.parse_args(argv)
+
+    settings = bot_settings.load()
+    settings.validate()
+    os.environ.setdefault("ACTION_ENDPOINT_URL", settings.action_endpoint_url)
+    os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+
+    import rasa.core.run
+    from rasa.core.utils import AvailableEndpoints
+    from rasa.utils.common import configure_logging_and_warnings
+
+    configure_logging_and_warnings(settings.log_level)
+    endpoints = AvailableEndpoints.read_endpoints(str(args.endpoints))
+    rasa.core.run.serve_application(
+        model_path=str(args.model),
+        interface=settings.rasa_interface,
+        port=settings.rasa_port,
+        credentials=str(args.credentials),
+        cors=None,
+        enable_api=settings.api_enabled,
+        auth_token=settings.api_token or None,
+        jwt_secret=settings.jwt_secret or None,
+        jwt_method="HS256",
+        endpoints=endpoints,
+    )
+    return 0

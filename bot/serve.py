@@ -1,0 +1,124 @@
+"""Run everything the assistant needs on one machine: action server, Rasa server and,
+when RabbitMQ is configured, the CRM event consumer.
+
+If any of them stops, the others are stopped too, so a half-running bot never
+pretends to be healthy. Ctrl-C or SIGTERM stops all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from bot import settings as bot_settings
+from bot.settings import PROJECT_ROOT
+from bot.train import train_if_needed
+
+POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 10
+
+
+def child_commands(settings: bot_settings.Settings, model: Path) -> dict[str, list[str]]:
+    """The processes to supervise, by name."""
+    python = sys.executable
+    commands = {
+        "actions": [
+            python, "-m", "rasa_sdk", "--actions", "actions", "--port", str(settings.action_port),
+        ],
+        "rasa": [python, "-m", "bot", "rasa-server", "--model", str(model)],
+    }  # fmt: skip
+    if settings.rabbitmq_url:
+        commands["consumer"] = [python, "-m", "crm_bridge.consumer"]
+    return commands
+
+
+def child_environment(settings: bot_settings.Settings) -> dict[str, str]:
+    """The environment every child runs with."""
+    env = dict(os.environ)
+    env["RASA_TELEMETRY_ENABLED"] = "false"
+    env.setdefault("ACTION_ENDPOINT_URL", settings.action_endpoint_url)
+    # The action server has no authentication of its own: keep it on loopback unless
+    # the operator deliberately exposes it (e.g. to a Rasa server on another host).
+    env.setdefault("SANIC_HOST", "127.0.0.1")
+    env.setdefault("PYTHONPATH", str(PROJECT_ROOT))
+    return env
+
+
+def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
+    """Start the commands, wait until one exits or we are told to stop, stop the rest."""
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    children = {
+        name: subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)  # noqa: S603
+        for name, command in commands.items()
+    }
+    exit_code = 0
+    try:
+        while not stopping:
+            for name, child in children.items():
+                code = child.poll()
+                if code is not None:
+                    print(f"serve: {name} exited with {code}; stopping the others", flush=True)
+                    exit_code = code or 1
+                    stopping = True
+                    break
+            time.sleep(POLL_SECONDS)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m bot serve [--no-train] [--model PATH]``."""
+    parser = argparse.ArgumentParser(prog="python -m bot serve", description=__doc__)
+    parser.add_argument("--model", type=Path, help="serve this model instead of the current one")
+    parser.add_argument("--no-train", action="store_true", help="fail instead of training")
+    args = parser.parse_args(argv)
+
+    settings = bot_settings.load()
+    try:
+        settings.validate()
+    except bot_settings.SettingsError as error:
+        print(f"serve: {error}", file=sys.stderr)
+        return 2
+    model = args.model
+    if model is None:
+        if args.no_train:
+            from bot.train import model_path_for
+
+            model = model_path_for(settings.models_dir)
+            if not model.exists():
+                print(f"serve: no model {model.name}; run `make train`", file=sys.stderr)
+                return 2
+        else:
+            model = train_if_needed(settings.models_dir)
+
+    base = f"http://{settings.rasa_interface}:{settings.rasa_port}"
+    print(
+        f"\nRapport is starting.\n"
+        f"  Talk to it:    make shell   (or POST {base}/webhooks/rest/webhook)\n"
+        f"  CRM timeline:  python -m crm_bridge show-contact alice@example.com\n",
+        flush=True,
+    )
+    return supervise(child_commands(settings, model), child_environment(settings))

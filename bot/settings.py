@@ -1,0 +1,104 @@
+"""Every setting of the bot side (Rasa server, stores, broker, serving), from the environment.
+
+`crm_bridge` keeps its own small settings module because it must work without this
+package; everything else reads configuration here. Defaults are the embedded,
+single-machine set-up that `make run` uses: SQLite under ``var/``, no Redis, no broker.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("RAPPORT_VAR_DIR", PROJECT_ROOT / "var"))
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    raw = _env(name)
+    return raw.lower() in _TRUE if raw else default
+
+
+def _int(name: str, default: int) -> int:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from error
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot work; the message names the variable."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe to log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the bot's configuration; build it with :func:`load`."""
+
+    redis_url: str
+    rabbitmq_url: str
+    events_queue: str
+    events_exchange: str
+    tracker_database_url: str
+    rasa_interface: str
+    rasa_port: int
+    action_port: int
+    action_endpoint_url: str
+    api_enabled: bool
+    api_token: str
+    jwt_secret: str
+    models_dir: Path
+    log_level: str
+
+    def validate(self) -> None:
+        """Refuse configurations that would be unsafe or cannot start."""
+        if self.api_enabled and not (self.api_token or self.jwt_secret):
+            raise SettingsError(
+                "RASA_ENABLE_API=true needs RASA_API_TOKEN or RASA_JWT_SECRET: "
+                "Rasa's HTTP API can read and rewrite every conversation."
+            )
+        for name, port in (("RASA_PORT", self.rasa_port), ("ACTION_PORT", self.action_port)):
+            if not 0 < port < 65536:
+                raise SettingsError(f"{name} must be a TCP port, got {port}")
+
+
+def load() -> Settings:
+    """Read the settings from the environment (call it when needed, not at import time)."""
+    action_port = _int("ACTION_PORT", 5055)
+    return Settings(
+        redis_url=_env("REDIS_URL"),
+        rabbitmq_url=_env("RABBITMQ_URL"),
+        events_queue=_env("RAPPORT_EVENTS_QUEUE", "rapport_events"),
+        events_exchange=_env("RAPPORT_EVENTS_EXCHANGE", "rasa-exchange"),
+        tracker_database_url=_env(
+            "TRACKER_DATABASE_URL", f"sqlite:///{VAR_DIR / 'rasa_tracker.db'}"
+        ),
+        rasa_interface=_env("RASA_INTERFACE", "127.0.0.1"),
+        rasa_port=_int("RASA_PORT", 5005),
+        action_port=action_port,
+        action_endpoint_url=_env("ACTION_ENDPOINT_URL", f"http://127.0.0.1:{action_port}/webhook"),
+        api_enabled=_flag("RASA_ENABLE_API"),
+        api_token=_env("RASA_API_TOKEN"),
+        jwt_secret=_env("RASA_JWT_SECRET"),
+        models_dir=Path(_env("RAPPORT_MODELS_DIR", str(PROJECT_ROOT / "models"))),
+        log_level=_env("LOG_LEVEL", "INFO").upper(),
+    )

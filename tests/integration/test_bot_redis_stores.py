@@ -1,0 +1,71 @@
+"""With REDIS_URL set, every Rasa instance shares conversations and locks through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis
+from rasa.core.lock_store import RedisLockStore
+from rasa.core.tracker_store import RedisTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import SessionStarted, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.stores import EnvLockStore, EnvTrackerStore
+
+pytestmark = pytest.mark.integration
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+
+@pytest.fixture
+def redis_env(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    client.ping()
+    yield client
+    for key in client.scan_iter("rapport*"):
+        client.delete(key)
+
+
+async def test_a_conversation_saved_by_one_instance_is_read_by_another(redis_env) -> None:
+    domain = Domain.empty()
+    first, second = EnvTrackerStore(domain=domain), EnvTrackerStore(domain=domain)
+    assert isinstance(first, RedisTrackerStore) and isinstance(second, RedisTrackerStore)
+
+    sender = f"it-{uuid.uuid4().hex}"
+    tracker = DialogueStateTracker.from_events(
+        sender, [SessionStarted(), UserUttered("hello there", {"name": "greet", "confidence": 1.0})]
+    )
+    await first.save(tracker)
+
+    restored = await second.retrieve(sender)
+    assert restored is not None
+    assert restored.latest_message is not None
+    assert restored.latest_message.text == "hello there"
+    assert any(key.decode().startswith("rapport") for key in redis_env.scan_iter("rapport*"))
+
+
+async def test_locks_are_shared_between_instances(redis_env) -> None:
+    first, second = EnvLockStore(), EnvLockStore()
+    assert isinstance(first, RedisLockStore) and isinstance(second, RedisLockStore)
+
+    conversation = f"it-{uuid.uuid4().hex}"
+    order: list[str] = []
+
+    async def second_instance_turn() -> None:
+        async with second.lock(conversation, wait_time_in_seconds=0.05):
+            order.append("second acquired")
+
+    async with first.lock(conversation):
+        order.append("first acquired")
+        waiting = asyncio.create_task(second_instance_turn())
+        await asyncio.sleep(0.5)
+        # The second instance is queued behind the first one's ticket, in Redis.
+        assert order == ["first acquired"]
+        assert second.is_someone_waiting(conversation)
+        order.append("first released")
+    await asyncio.wait_for(waiting, timeout=5)
+    assert order == ["first acquired", "first released", "second acquired"]

@@ -1,0 +1,99 @@
+"""The REST channel (``POST /webhooks/rest/webhook``), hardened.
+
+Rasa's own ``RestInput`` lets the caller choose ``input_channel`` (so a REST client could
+pose as a Telegram user whose identity is linked to a CRM contact), shares one
+"default" conversation among requests without a sender, and hands any text, of any
+size, to the NLU. This channel answers bad requests with a 400 and a JSON error that
+says what is wrong, before anything reaches a conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 5000
+MAX_SENDER_CHARS = 128
+MAX_METADATA_BYTES = 4096
+
+
+class BadRequest(ValueError):
+    """The request cannot be a customer message; the text is safe to show the caller."""
+
+
+def parse_message_request(body: bytes) -> tuple[str, str, dict[str, Any] | None]:
+    """Validate a webhook body and return ``(sender, text, metadata)``."""
+    try:
+        payload = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest("The body must be a JSON object.") from error
+    if not isinstance(payload, dict):
+        raise BadRequest("The body must be a JSON object.")
+
+    sender = payload.get("sender")
+    if not isinstance(sender, str) or not sender.strip():
+        raise BadRequest("'sender' must be a non-empty string identifying the conversation.")
+    if len(sender) > MAX_SENDER_CHARS:
+        raise BadRequest(f"'sender' is longer than {MAX_SENDER_CHARS} characters.")
+
+    text = payload.get("message")
+    if not isinstance(text, str):
+        raise BadRequest("'message' must be a string.")
+    if not text.strip():
+        raise BadRequest("'message' is empty.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadRequest(f"'message' is longer than {MAX_TEXT_CHARS} characters.")
+
+    metadata = payload.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise BadRequest("'metadata' must be a JSON object.")
+        if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+            raise BadRequest(f"'metadata' is larger than {MAX_METADATA_BYTES} bytes.")
+    return sender.strip(), text, metadata
+
+
+class RestChannel(InputChannel):
+    """Synchronous REST channel: one request carries one message and returns the replies."""
+
+    @classmethod
+    def name(cls) -> str:
+        """Keeps Rasa's channel name, so webhooks and identities stay ``rest``."""
+        return "rest"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        """The ``/`` health route and the ``/webhook`` message route."""
+        webhook = Blueprint("rapport_rest_webhook", __name__)
+
+        @webhook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            try:
+                sender, text, metadata = parse_message_request(request.body)
+            except BadRequest as error:
+                return response.json({"error": str(error)}, status=400)
+            collector = CollectingOutputChannel()
+            await on_new_message(
+                UserMessage(
+                    text,
+                    collector,
+                    sender,
+                    input_channel=self.name(),
+                    metadata=metadata,
+                )
+            )
+            return response.json(collector.messages)
+
+        return webhook

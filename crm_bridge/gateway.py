@@ -81,6 +81,7 @@ class OrderView:
     tracking_code: str | None
     items: tuple[OrderItemView, ...] = field(default_factory=tuple)
     total_cents: int = 0
+    delivered_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class CrmGateway(Protocol):
         """The contact's own order with that number; ``OrderNotFound`` otherwise."""
 
     def verify_order_email(self, order_number: str, email: str) -> OrderView:
-        """The order if ``email`` (case-insensitive) is its contact's; ``OrderNotFound`` otherwise."""
+        """The order if ``email`` (any case) is its contact's; ``OrderNotFound`` otherwise."""
 
     def list_orders(self, contact_id: int, limit: int = 5) -> list[OrderView]:
         """The contact's most recent orders, newest first."""

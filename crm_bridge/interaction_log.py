@@ -1,0 +1,265 @@
+"""Turns Rasa's conversation events into Interactions with their full transcript.
+
+Input: event dicts exactly as Rasa's event brokers publish them (``event.as_dict()``
+plus ``sender_id``). One conversation session (from a ``session_started`` event to the
+next one) is one Interaction. The log is idempotent: every transcript line remembers
+the event it came from, so replaying events (after a crash, a redelivery, a consumer
+restart) adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from crm_bridge import models
+from crm_bridge.db import session_factory, unit_of_work
+from crm_bridge.gateway import Outcome
+from crm_bridge.sql_gateway import get_or_create_interaction
+
+logger = logging.getLogger(__name__)
+
+OUTCOME_SLOT = "interaction_outcome"
+# A customer who ends with these has been helped, even if no action reported it.
+CLOSING_INTENTS = frozenset({"thank", "goodbye"})
+# Answers from the FAQ ResponseSelector resolve the question they answer.
+FAQ_RESPONSE_PREFIX = "utter_faq"
+TRANSCRIPT_EVENTS = frozenset({"user", "bot"})
+
+
+class MalformedEvent(ValueError):
+    """An event without the fields every Rasa event has (sender_id, event, timestamp)."""
+
+
+def event_key(sender_id: str, event: Mapping[str, Any]) -> str:
+    """A stable identity for one event: same event, same key, whoever replays it."""
+    raw = "|".join(
+        (sender_id, repr(float(event["timestamp"])), str(event["event"]), str(event.get("text")))
+    )
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc)
+
+
+def _validated(event: Any) -> tuple[str, str, float]:
+    if not isinstance(event, Mapping):
+        raise MalformedEvent("not an object")
+    sender, kind, ts = event.get("sender_id"), event.get("event"), event.get("timestamp")
+    if not isinstance(sender, str) or not sender or not isinstance(kind, str):
+        raise MalformedEvent("missing sender_id or event")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        raise MalformedEvent("missing timestamp")
+    return sender, kind, float(ts)
+
+
+class InteractionLog:
+    """Writes conversation events to the CRM (one transaction per batch)."""
+
+    def __init__(self, url_or_factory: str | sessionmaker) -> None:
+        self._factory = (
+            session_factory(url_or_factory) if isinstance(url_or_factory, str) else url_or_factory
+        )
+
+    def record_events(self, events: Sequence[Mapping[str, Any]] | Iterable[Any]) -> int:
+        """Record a batch of events; returns how many transcript lines were added.
+
+        Malformed events are skipped with a warning (their content is not logged).
+        Raises :class:`crm_bridge.errors.CrmUnavailable` when the database is down, in
+        which case nothing of the batch was written and it can be retried as a whole.
+        """
+        added = 0
+        with unit_of_work(self._factory) as session:
+            touched: dict[int, models.Interaction] = {}
+            for event in events:
+                try:
+                    sender, kind, ts = _validated(event)
+                except MalformedEvent as error:
+                    logger.warning("Skipping a malformed event (%s)", error)
+                    continue
+                interaction, was_added = self._apply(session, event, sender, kind, ts)
+                added += was_added
+                if interaction is not None:
+                    touched[interaction.id] = interaction
+            for interaction in touched.values():
+                refresh_outcome_and_summary(session, interaction)
+        return added
+
+    def _apply(
+        self, session: Session, event: Mapping[str, Any], sender: str, kind: str, ts: float
+    ) -> tuple[models.Interaction | None, int]:
+        if kind == "session_started":
+            interaction = get_or_create_interaction(session, sender, ts)
+            close_earlier_sessions(session, interaction)
+            return interaction, 0
+        if kind == "slot" and event.get("name") == OUTCOME_SLOT:
+            running = current_interaction(session, sender, ts)
+            if running is not None:
+                report_outcome(running, event.get("value"))
+            return running, 0
+        if kind not in TRANSCRIPT_EVENTS:
+            return None, 0
+
+        interaction = current_interaction(session, sender, ts) or get_or_create_interaction(
+            session, sender, ts
+        )
+        key = event_key(sender, event)
+        if session.execute(
+            select(models.InteractionMessage.id).where(models.InteractionMessage.event_key == key)
+        ).first():
+            return interaction, 0
+        message = transcript_line(event, kind, ts, key)
+        message.interaction_id = interaction.id
+        try:
+            with session.begin_nested():
+                session.add(message)
+                session.flush()
+        except IntegrityError:
+            return interaction, 0  # another writer recorded the same event meanwhile
+        when = _utc(ts)
+        if interaction.ended_at is None or when > interaction.ended_at:
+            interaction.ended_at = when
+        if kind == "user":
+            note_customer_message(session, interaction, event, sender)
+        elif str((event.get("metadata") or {}).get("utter_action") or "").startswith(
+            FAQ_RESPONSE_PREFIX
+        ):
+            report_outcome(interaction, Outcome.RESOLVED_BY_BOT.value)
+        return interaction, 1
+
+
+def transcript_line(
+    event: Mapping[str, Any], kind: str, ts: float, key: str
+) -> models.InteractionMessage:
+    """The InteractionMessage for a ``user`` or ``bot`` event."""
+    text = event.get("text")
+    line = models.InteractionMessage(
+        event_key=key,
+        direction="inbound" if kind == "user" else "outbound",
+        author="customer" if kind == "user" else "bot",
+        text=text if isinstance(text, str) else "",
+        event_ts=ts,
+        sent_at=_utc(ts),
+    )
+    if kind == "user":
+        intent = (event.get("parse_data") or {}).get("intent") or {}
+        if isinstance(intent, Mapping):
+            line.intent = intent.get("name") if isinstance(intent.get("name"), str) else None
+            confidence = intent.get("confidence")
+            if isinstance(confidence, (int, float)) and not isinstance(confidence, bool):
+                line.confidence = float(confidence)
+    else:
+        data = event.get("data") or {}
+        buttons = data.get("buttons") if isinstance(data, Mapping) else None
+        line.buttons = list(buttons) if isinstance(buttons, list) and buttons else None
+    return line
+
+
+def current_interaction(session: Session, sender: str, ts: float) -> models.Interaction | None:
+    """The Interaction whose session was running for ``sender`` at time ``ts``."""
+    return session.execute(
+        select(models.Interaction)
+        .where(models.Interaction.sender_id == sender, models.Interaction.started_at <= _utc(ts))
+        .order_by(models.Interaction.started_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def close_earlier_sessions(session: Session, interaction: models.Interaction) -> None:
+    """A new session ends the sender's earlier ones."""
+    earlier = session.execute(
+        select(models.Interaction).where(
+            models.Interaction.sender_id == interaction.sender_id,
+            models.Interaction.started_at < interaction.started_at,
+            models.Interaction.closed.is_(False),
+        )
+    ).scalars()
+    for previous in earlier:
+        previous.closed = True
+
+
+def report_outcome(interaction: models.Interaction, value: Any) -> None:
+    """Keep the most significant outcome reported in the session."""
+    try:
+        outcome = Outcome(value)
+    except ValueError:
+        return
+    current = interaction.reported_outcome
+    if current is None or outcome.rank > Outcome(current).rank:
+        interaction.reported_outcome = outcome.value
+
+
+def note_customer_message(
+    session: Session, interaction: models.Interaction, event: Mapping[str, Any], sender: str
+) -> None:
+    """Channel, contact and intents learnt from a customer message."""
+    channel = event.get("input_channel")
+    if isinstance(channel, str) and channel and not interaction.channel:
+        interaction.channel = channel
+    if interaction.contact_id is None and interaction.channel:
+        interaction.contact_id = session.execute(
+            select(models.ChannelIdentity.contact_id).where(
+                models.ChannelIdentity.channel == interaction.channel,
+                models.ChannelIdentity.external_id == sender,
+            )
+        ).scalar_one_or_none()
+    intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+    if isinstance(intent, str) and intent and intent not in (interaction.intents or []):
+        # Reassign (not append) so SQLAlchemy notices the JSON column changed.
+        interaction.intents = [*(interaction.intents or []), intent]
+
+
+def refresh_outcome_and_summary(session: Session, interaction: models.Interaction) -> None:
+    """Derive the outcome and the one-line summary from what the session holds.
+
+    The most significant of these wins: what actions reported; ``ticket_created`` when
+    the session produced a ticket or a return; ``resolved_by_bot`` when the customer's
+    last message was a thank-you or goodbye; otherwise ``abandoned``.
+    """
+    session.flush()
+    candidates = [Outcome.ABANDONED]
+    if interaction.reported_outcome:
+        candidates.append(Outcome(interaction.reported_outcome))
+    if _count(session, models.Ticket, interaction) or _count(
+        session, models.ReturnRequest, interaction
+    ):
+        candidates.append(Outcome.TICKET_CREATED)
+    last_intent = session.execute(
+        select(models.InteractionMessage.intent)
+        .where(
+            models.InteractionMessage.interaction_id == interaction.id,
+            models.InteractionMessage.direction == "inbound",
+        )
+        .order_by(models.InteractionMessage.event_ts.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if last_intent in CLOSING_INTENTS:
+        candidates.append(Outcome.RESOLVED_BY_BOT)
+    interaction.outcome = max(candidates, key=lambda outcome: outcome.rank).value
+    interaction.summary = summarise(session, interaction)
+
+
+def _count(session: Session, model: Any, interaction: models.Interaction) -> int:
+    result: int = session.execute(
+        select(func.count()).select_from(model).where(model.interaction_id == interaction.id)
+    ).scalar_one()
+    return result
+
+
+def summarise(session: Session, interaction: models.Interaction) -> str:
+    """E.g. ``order_status, start_return; 1 return; 8 messages``."""
+    parts = [", ".join(i for i in interaction.intents or [] if i != "nlu_fallback") or "no intent"]
+    for label, model in (("ticket", models.Ticket), ("return", models.ReturnRequest)):
+        n = _count(session, model, interaction)
+        if n:
+            parts.append(f"{n} {label}{'s' if n > 1 else ''}")
+    parts.append(f"{_count(session, models.InteractionMessage, interaction)} messages")
+    return "; ".join(parts)

@@ -1,0 +1,226 @@
+"""The CRM's tables (SQLAlchemy 1.4 declarative, used 2.0-style).
+
+All timestamps are timezone-aware UTC. Interactions are keyed by the Rasa sender id and
+the conversation session's start (``session_key``), so the event log and the actions can
+both create one without a race deciding which wins.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import declarative_base, relationship
+from sqlalchemy.types import TypeDecorator
+
+Base: Any = declarative_base()
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """A DateTime that always comes back timezone-aware UTC (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use UTC-aware ones")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id = Column(Integer, primary_key=True)
+    name = Column(String(200), nullable=False)
+    email = Column(String(254), unique=True)
+    phone = Column(String(32))
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    identities = relationship("ChannelIdentity", back_populates="contact")
+    orders = relationship("Order", back_populates="contact", order_by="Order.placed_at.desc()")
+
+
+class ChannelIdentity(Base):
+    """A customer's account on one channel (REST sender, Telegram user, Slack user...)."""
+
+    __tablename__ = "channel_identities"
+    __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_identity_channel_ext"),)
+
+    id = Column(Integer, primary_key=True)
+    channel = Column(String(50), nullable=False)
+    external_id = Column(String(200), nullable=False)
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    verified_at = Column(UtcDateTime, nullable=False, default=utcnow)
+
+    contact = relationship("Contact", back_populates="identities")
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id = Column(Integer, primary_key=True)
+    number = Column(String(20), nullable=False, unique=True)
+    contact_id = Column(Integer, ForeignKey("contacts.id"), nullable=False, index=True)
+    status = Column(String(20), nullable=False)  # processing | shipped | delivered | cancelled
+    placed_at = Column(UtcDateTime, nullable=False)
+    delivered_at = Column(UtcDateTime)
+    expected_delivery = Column(Date)
+    carrier = Column(String(50))
+    tracking_code = Column(String(80))
+
+    contact = relationship("Contact", back_populates="orders")
+    items = relationship("OrderItem", back_populates="order", order_by="OrderItem.id")
+
+
+class OrderItem(Base):
+    __tablename__ = "order_items"
+
+    id = Column(Integer, primary_key=True)
+    order_id = Column(Integer, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False)
+    sku = Column(String(40), nullable=False)
+    name = Column(String(200), nullable=False)
+    quantity = Column(Integer, nullable=False, default=1)
+    unit_price_cents = Column(Integer, nullable=False)
+
+    order = relationship("Order", back_populates="items")
+
+
+class Interaction(Base):
+    """One conversation session with its transcript: the unit of the CRM timeline."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        UniqueConstraint("sender_id", "session_key", name="uq_interaction_session"),
+        Index("ix_interactions_sender_started", "sender_id", "started_at"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    sender_id = Column(String(200), nullable=False)
+    session_key = Column(String(40), nullable=False)
+    channel = Column(String(50))
+    contact_id = Column(Integer, ForeignKey("contacts.id"), index=True)
+    started_at = Column(UtcDateTime, nullable=False)
+    ended_at = Column(UtcDateTime)
+    closed = Column(Boolean, nullable=False, default=False)
+    outcome = Column(String(30), nullable=False, default="abandoned")
+    # The highest outcome an action reported (None: derive one from the transcript).
+    reported_outcome = Column(String(30))
+    intents = Column(JSON, nullable=False, default=list)
+    summary = Column(Text, nullable=False, default="")
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    updated_at = Column(UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    contact = relationship("Contact")
+    messages = relationship(
+        "InteractionMessage",
+        back_populates="interaction",
+        order_by="(InteractionMessage.event_ts, InteractionMessage.id)",
+    )
+    tickets = relationship("Ticket", back_populates="interaction", order_by="Ticket.id")
+    returns = relationship(
+        "ReturnRequest", back_populates="interaction", order_by="ReturnRequest.id"
+    )
+
+
+class InteractionMessage(Base):
+    """One transcript line: what the customer wrote or what the bot (or an agent) sent."""
+
+    __tablename__ = "interaction_messages"
+    __table_args__ = (Index("ix_messages_interaction_ts", "interaction_id", "event_ts"),)
+
+    id = Column(Integer, primary_key=True)
+    interaction_id = Column(
+        Integer, ForeignKey("interactions.id", ondelete="CASCADE"), nullable=False
+    )
+    # Identifies the Rasa event this line came from, so a replay cannot add it twice.
+    event_key = Column(String(120), nullable=False, unique=True)
+    direction = Column(String(10), nullable=False)  # inbound | outbound
+    author = Column(String(100), nullable=False, default="bot")  # customer | bot | agent:<id>
+    text = Column(Text, nullable=False, default="")
+    intent = Column(String(100))
+    confidence = Column(Float)
+    buttons = Column(JSON)
+    event_ts = Column(Float, nullable=False)
+    sent_at = Column(UtcDateTime, nullable=False)
+
+    interaction = relationship("Interaction", back_populates="messages")
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    id = Column(Integer, primary_key=True)
+    category = Column(String(30), nullable=False)
+    subject = Column(String(200), nullable=False)
+    description = Column(Text, nullable=False, default="")
+    status = Column(String(20), nullable=False, default="open")
+    contact_id = Column(Integer, ForeignKey("contacts.id"), index=True)
+    order_id = Column(Integer, ForeignKey("orders.id"))
+    interaction_id = Column(Integer, ForeignKey("interactions.id"), index=True)
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+
+    interaction = relationship("Interaction", back_populates="tickets")
+    order = relationship("Order")
+
+    @property
+    def reference(self) -> str:
+        """The reference customers and agents quote, e.g. ``T-000042``."""
+        return f"T-{self.id:06d}"
+
+
+class ReturnRequest(Base):
+    __tablename__ = "return_requests"
+
+    id = Column(Integer, primary_key=True)
+    order_id = Column(Integer, ForeignKey("orders.id"), nullable=False, index=True)
+    contact_id = Column(Integer, ForeignKey("contacts.id"), nullable=False)
+    interaction_id = Column(Integer, ForeignKey("interactions.id"), index=True)
+    item = Column(String(200), nullable=False)
+    reason = Column(Text, nullable=False)
+    status = Column(String(20), nullable=False, default="requested")
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+
+    interaction = relationship("Interaction", back_populates="returns")
+    order = relationship("Order")
+
+    @property
+    def reference(self) -> str:
+        """The reference customers and agents quote, e.g. ``R-000007``."""
+        return f"R-{self.id:06d}"
+
+
+def as_date(value: date | datetime | None) -> date | None:
+    """A date from a date or datetime (None stays None)."""
+    if isinstance(value, datetime):
+        return value.date()
+    return value

@@ -150,17 +150,25 @@ def transcript_line(
         sent_at=_utc(ts),
     )
     if kind == "user":
-        intent = (event.get("parse_data") or {}).get("intent") or {}
-        if isinstance(intent, Mapping):
-            line.intent = intent.get("name") if isinstance(intent.get("name"), str) else None
-            confidence = intent.get("confidence")
-            if isinstance(confidence, (int, float)) and not isinstance(confidence, bool):
-                line.confidence = float(confidence)
+        line.intent, line.confidence = intent_of(event)
     else:
         data = event.get("data") or {}
         buttons = data.get("buttons") if isinstance(data, Mapping) else None
         line.buttons = list(buttons) if isinstance(buttons, list) and buttons else None
     return line
+
+
+def intent_of(event: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    """The intent name and confidence of a ``user`` event (None where absent or odd)."""
+    parse_data = event.get("parse_data")
+    intent = parse_data.get("intent") if isinstance(parse_data, Mapping) else None
+    if not isinstance(intent, Mapping):
+        return None, None
+    name = intent.get("name") if isinstance(intent.get("name"), str) else None
+    confidence = intent.get("confidence")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        return name, None
+    return name, float(confidence)
 
 
 def current_interaction(session: Session, sender: str, ts: float) -> models.Interaction | None:
@@ -211,8 +219,8 @@ def note_customer_message(
                 models.ChannelIdentity.external_id == sender,
             )
         ).scalar_one_or_none()
-    intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
-    if isinstance(intent, str) and intent and intent not in (interaction.intents or []):
+    intent, _ = intent_of(event)
+    if intent and intent not in (interaction.intents or []):
         # Reassign (not append) so SQLAlchemy notices the JSON column changed.
         interaction.intents = [*(interaction.intents or []), intent]
 

@@ -1,0 +1,52 @@
+"""Bad input over the live REST channel: a clear 400 or a clear answer, never a crash,
+and nothing half-written in the CRM."""
+
+from __future__ import annotations
+
+import uuid
+
+import requests
+
+from tests.e2e.conftest import BotServers
+
+
+def post_raw(servers: BotServers, data: bytes) -> requests.Response:
+    return requests.post(
+        servers.webhook, data=data, headers={"Content-Type": "application/json"}, timeout=60
+    )
+
+
+def test_malformed_json_is_a_400_with_an_error(bot_servers: BotServers) -> None:
+    response = post_raw(bot_servers, b'{"sender": "x", "message": ')
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]
+
+
+def test_empty_and_oversized_messages_are_refused(bot_servers: BotServers) -> None:
+    sender = f"e2e-bad-{uuid.uuid4().hex[:8]}"
+    for text, complaint in (("", "empty"), ("   ", "empty"), ("x" * 10_240, "longer than")):
+        response = requests.post(
+            bot_servers.webhook, json={"sender": sender, "message": text}, timeout=60
+        )
+        assert response.status_code == 400
+        assert complaint in response.json()["error"]
+
+
+def test_missing_sender_is_refused(bot_servers: BotServers) -> None:
+    response = requests.post(bot_servers.webhook, json={"message": "hello"}, timeout=60)
+    assert response.status_code == 400
+    assert "sender" in response.json()["error"]
+
+
+def test_unicode_and_emoji_get_an_answer(bot_servers: BotServers) -> None:
+    sender = f"e2e-uni-{uuid.uuid4().hex[:8]}"
+    replies = bot_servers.say(sender, "Bonjour 👋 où est ma commande ? 你好")
+    assert replies and all(isinstance(reply.get("text", ""), str) for reply in replies)
+    # The server is still healthy afterwards.
+    assert bot_servers.say(sender, "hello")
+
+
+def test_the_server_survives_a_burst_of_bad_requests(bot_servers: BotServers) -> None:
+    for payload in (b"", b"null", b"[]", b'{"sender": 1}', b"\xff\xfe\xfd"):
+        assert post_raw(bot_servers, payload).status_code == 400
+    assert requests.get(f"{bot_servers.rasa_url}/webhooks/rest/", timeout=10).status_code == 200

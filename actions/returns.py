@@ -1,0 +1,128 @@
+"""Returns and refunds (return_form -> action_submit_return)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.crm import get_gateway, tell_crm_failure
+from actions.identity import conversation_ref
+from actions.verification import VerifiedOrderFormValidation, reset_order_slots, verified_order
+from crm_bridge.errors import CrmError, InvalidInput, OrderNotFound
+from crm_bridge.gateway import OrderView, Outcome
+
+RETURN_WINDOW_DAYS = 30
+RETURN_SLOTS = ("return_item", "return_reason")
+
+
+def matching_item(order: OrderView, text: str) -> str | None:
+    """The order's item the customer means ("the jacket" -> "Rain Jacket"), if exactly one."""
+    wanted = text.strip().lower()
+    if not wanted:
+        return None
+    exact = [item.name for item in order.items if item.name.lower() == wanted]
+    if exact:
+        return exact[0]
+    words = {w for w in wanted.replace(",", " ").split() if len(w) > 2}
+    partial = [
+        item.name
+        for item in order.items
+        if item.name.lower() in wanted or words & set(item.name.lower().split())
+    ]
+    return partial[0] if len(partial) == 1 else None
+
+
+def return_refusal(order: OrderView, today: date) -> str | None:
+    """Why this order cannot be returned through the assistant, or None if it can."""
+    if order.status != "delivered" or order.delivered_at is None:
+        return (
+            f"Order {order.number} hasn't been delivered yet, so it can't be returned. "
+            "If you no longer want it, I can ask the team to cancel it."
+        )
+    if order.delivered_at.date() < today - timedelta(days=RETURN_WINDOW_DAYS):
+        return (
+            f"Order {order.number} was delivered more than {RETURN_WINDOW_DAYS} days ago, "
+            "which is past our return window. If the item is faulty, it's covered by our "
+            "2-year warranty: a person from our team can help."
+        )
+    return None
+
+
+class ValidateReturnForm(VerifiedOrderFormValidation):
+    def name(self) -> str:
+        return "validate_return_form"
+
+    def validate_return_item(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """One of the order's items; otherwise offer them as buttons."""
+        try:
+            _, order = verified_order(tracker)
+        except CrmError as error:
+            tell_crm_failure(dispatcher, error)
+            return {"return_item": None}
+        refusal = return_refusal(order, date.today())
+        if refusal:
+            # Nothing to return here: say why and let the customer start over.
+            dispatcher.utter_message(text=refusal)
+            return {"return_item": None, "order_number": None, "email": None}
+        item = matching_item(order, str(value or ""))
+        if item is None:
+            dispatcher.utter_message(
+                text=f"Which of the items in order {order.number} would you like to return?",
+                buttons=[{"title": i.name, "payload": i.name} for i in order.items],
+            )
+            return {"return_item": None}
+        return {"return_item": item}
+
+    def validate_return_reason(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """Any short explanation; not empty."""
+        reason = str(value or "").strip()
+        return {"return_reason": reason[:1000] if reason else None}
+
+
+class ActionSubmitReturn(Action):
+    """Create the return request and give its reference."""
+
+    def name(self) -> str:
+        return "action_submit_return"
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[dict[str, Any]]:
+        events = [*reset_order_slots(), *(SlotSet(slot, None) for slot in RETURN_SLOTS)]
+        try:
+            contact, order = verified_order(tracker)
+            refusal = return_refusal(order, date.today())
+            if refusal:
+                dispatcher.utter_message(text=refusal)
+                return events
+            created = get_gateway().create_return(
+                conversation_ref(tracker),
+                contact.id,
+                order.number,
+                tracker.get_slot("return_item") or "",
+                tracker.get_slot("return_reason") or "",
+            )
+        except InvalidInput as error:
+            dispatcher.utter_message(text=error.message)
+            return events
+        except OrderNotFound:
+            dispatcher.utter_message(text="Sorry, I couldn't find that order.")
+            return events
+        except CrmError as error:
+            tell_crm_failure(dispatcher, error)
+            return events
+        dispatcher.utter_message(
+            text=f"Done! Your return {created.reference} for the {created.item} is registered. "
+            f"We've emailed a free return label to {contact.email}. Your refund is paid within "
+            "5 working days of the item reaching us."
+        )
+        return [*events, SlotSet("interaction_outcome", Outcome.TICKET_CREATED.value)]

@@ -1,0 +1,128 @@
+"""The shared first half of every order form: which order, and is it really theirs?
+
+A linked customer names one of their own orders. An unlinked customer gives an order
+number and the email on that order; when both match, their channel identity is linked
+to the contact, and from then on they are a linked customer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import FormValidationAction
+from rasa_sdk.types import DomainDict
+
+from actions.crm import get_gateway, tell_crm_failure
+from actions.identity import channel_of, conversation_ref, linked_contact
+from crm_bridge.errors import CrmError, InvalidInput, OrderNotFound
+from crm_bridge.gateway import ContactView, OrderView
+from crm_bridge.validation import normalise_order_number
+
+FAILURES_BEFORE_OFFERING_A_HUMAN = 3
+VERIFICATION_SLOTS = ("order_number", "email")
+
+
+class VerifiedOrderFormValidation(FormValidationAction):
+    """Validates ``order_number`` (and ``email`` for unlinked customers); subclass per form."""
+
+    #: Linked customers still name an order (False for forms about the account itself).
+    needs_order_when_linked = True
+
+    def name(self) -> str:  # pragma: no cover - subclasses name themselves
+        raise NotImplementedError
+
+    async def required_slots(
+        self,
+        domain_slots: list[str],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> list[str]:
+        """Drop the email check for linked customers (and the order when not needed)."""
+        try:
+            linked = linked_contact(tracker) is not None
+        except CrmError:
+            linked = False  # validation reports the outage when it asks the CRM
+        if not linked:
+            return domain_slots
+        dropped = {"email"} if self.needs_order_when_linked else set(VERIFICATION_SLOTS)
+        return [slot for slot in domain_slots if slot not in dropped]
+
+    def validate_order_number(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """Five digits; for a linked customer, one of their own orders."""
+        try:
+            number = normalise_order_number(str(value or ""))
+        except InvalidInput as error:
+            dispatcher.utter_message(text=error.message)
+            return {"order_number": None}
+        try:
+            contact = linked_contact(tracker)
+            if contact is not None:
+                get_gateway().get_order_for_contact(contact.id, number)
+        except OrderNotFound:
+            dispatcher.utter_message(
+                text=f"I can't find an order {number} on your account. Could you check the number?"
+            )
+            return {"order_number": None}
+        except CrmError as error:
+            return self._crm_failed(dispatcher, error)
+        return {"order_number": number}
+
+    def validate_email(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """The order's email: on a match, link this sender to the order's contact."""
+        number = tracker.get_slot("order_number")
+        if not number:
+            return {"email": None}
+        gateway = get_gateway()
+        try:
+            order = gateway.verify_order_email(number, str(value or ""))
+            gateway.link_identity(
+                channel_of(tracker), tracker.sender_id, order.contact_id, conversation_ref(tracker)
+            )
+        except InvalidInput as error:
+            dispatcher.utter_message(text=error.message)
+            return {"email": None}
+        except OrderNotFound:
+            return self._verification_failed(dispatcher, tracker)
+        except CrmError as error:
+            return self._crm_failed(dispatcher, error)
+        return {"email": str(value).strip().lower(), "verification_failures": 0}
+
+    @staticmethod
+    def _verification_failed(dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
+        # Same words whether the order or the email was wrong: no hints for guessers.
+        failures = int(tracker.get_slot("verification_failures") or 0) + 1
+        dispatcher.utter_message(
+            text="I couldn't find an order with that number and email. Let's try again."
+        )
+        if failures >= FAILURES_BEFORE_OFFERING_A_HUMAN:
+            dispatcher.utter_message(response="utter_offer_human")
+        return {"order_number": None, "email": None, "verification_failures": failures}
+
+    @staticmethod
+    def _crm_failed(dispatcher: CollectingDispatcher, error: CrmError) -> dict[str, Any]:
+        tell_crm_failure(dispatcher, error)
+        return {"order_number": None, "email": None}
+
+
+def verified_order(tracker: Tracker) -> tuple[ContactView, OrderView]:
+    """The form's order for the (now linked) customer; raises CrmError subclasses."""
+    contact = linked_contact(tracker)
+    if contact is None:
+        raise OrderNotFound("The customer is not verified.")
+    return contact, get_gateway().get_order_for_contact(
+        contact.id, tracker.get_slot("order_number")
+    )
+
+
+def reset_order_slots() -> list[dict[str, Any]]:
+    """Events that forget the order and email, ready for the next request."""
+    from rasa_sdk.events import SlotSet
+
+    return [SlotSet("order_number", None), SlotSet("email", None)]

@@ -53,7 +53,7 @@ format: install
 	$(PY) -m ruff check --fix .
 
 validate: install
-	$(PY) -m rasa data validate --fail-on-warnings --data data --domain domain.yml --config config.yml
+	$(PY) -m bot validate
 
 test-unit: install
 	$(PY) -m pytest tests/unit tests/bench -q

@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": "bot.serve",
         "rasa-server": "bot.rasa_server",
         "shell": "bot.shell",
+        "validate": "bot.validate",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m bot {{{','.join(commands)}}} [options]", file=sys.stderr)

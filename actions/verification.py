@@ -7,6 +7,7 @@ to the contact, and from then on they are a linked customer.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -30,8 +31,9 @@ class VerifiedOrderFormValidation(FormValidationAction):
     #: Linked customers still name an order (False for forms about the account itself).
     needs_order_when_linked = True
 
-    def name(self) -> str:  # pragma: no cover - subclasses name themselves
-        raise NotImplementedError
+    @abstractmethod
+    def name(self) -> str:
+        """Each form's validator names itself ``validate_<form>``; the base is not an action."""
 
     async def required_slots(
         self,

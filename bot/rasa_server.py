@@ -8,6 +8,7 @@ has no authentication.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -29,10 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 
     import rasa.core.run
+    import rasa.utils.tensorflow.environment as tf_env
     from rasa.core.utils import AvailableEndpoints
     from rasa.utils.common import configure_logging_and_warnings
+    from rasa.utils.log_utils import configure_structlog
 
-    configure_logging_and_warnings(settings.log_level)
+    # The same start-up as `rasa run`.
+    level = logging.getLevelName(settings.log_level)
+    if not isinstance(level, int):
+        level = logging.INFO
+    configure_logging_and_warnings(level, warn_only_once=True, filter_repeated_logs=True)
+    tf_env.setup_tf_environment()
+    configure_structlog(level)
     endpoints = AvailableEndpoints.read_endpoints(str(args.endpoints))
     rasa.core.run.serve_application(
         model_path=str(args.model),

@@ -111,6 +111,11 @@ class InteractionLogBroker(EventBroker):
                         RETRY_DELAY_SECONDS,
                     )
                     time.sleep(RETRY_DELAY_SECONDS)
+                except Exception:
+                    # A bug, not an outage: retrying would block every later event.
+                    logger.exception("Dropping %d events the log could not record", len(pending))
+                    self._mark_written(len(pending))
+                    pending = []
 
     def _mark_written(self, count: int) -> None:
         with self._written:

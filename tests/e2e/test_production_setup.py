@@ -1,0 +1,98 @@
+"""The production set-up end to end: Rasa with Redis (tracker + lock store) and RabbitMQ
+(event broker). The CRM consumer is started only after the conversation, as after an
+outage: the transcript must arrive complete, once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+import redis
+
+from bot.settings import PROJECT_ROOT
+from crm_bridge.sql_gateway import SqlCrmGateway
+from tests.e2e.conftest import BotServers, start_bot_servers, stop_processes
+from tests.e2e.test_conversations import inbound, interactions_of, reply_text
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+REDIS_URL = "redis://127.0.0.1:6379/8"
+
+
+async def _delete_queues(queue: str, exchange: str) -> None:
+    connection = await aio_pika.connect(AMQP_URL, timeout=10)
+    async with connection:
+        channel = await connection.channel()
+        for name in (queue, f"{queue}.dead"):
+            await channel.queue_delete(name)
+        await channel.exchange_delete(exchange)
+
+
+@pytest.fixture(scope="module")
+def production_servers(
+    trained_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BotServers]:
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "REDIS_URL": REDIS_URL,
+        "RABBITMQ_URL": AMQP_URL,
+        "RAPPORT_EVENTS_QUEUE": f"rapport_e2e_{suffix}",
+        "RAPPORT_EVENTS_EXCHANGE": f"rapport_e2e_exchange_{suffix}",
+    }
+    servers, processes = start_bot_servers(trained_model, tmp_path_factory.mktemp("prod"), env)
+    yield servers
+    stop_processes(processes)
+    asyncio.run(_delete_queues(env["RAPPORT_EVENTS_QUEUE"], env["RAPPORT_EVENTS_EXCHANGE"]))
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    for key in client.scan_iter("rapport*"):
+        client.delete(key)
+
+
+def test_conversation_logged_after_the_consumer_comes_back(
+    production_servers: BotServers,
+) -> None:
+    servers = production_servers
+    sender = f"e2e-prod-{uuid.uuid4().hex[:8]}"
+    gateway = SqlCrmGateway.from_url(servers.crm_url)
+    gateway.link_identity(
+        "rest", sender, gateway.verify_order_email("10001", "alice@example.com").contact_id
+    )
+
+    replies = [servers.say(sender, text) for text in ("hi", "where is my order 10001?")]
+    assert "DPD-5521" in reply_text(replies[1])
+
+    # The conversation lives in Redis, shared by every Rasa instance.
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    assert any(sender in key.decode() for key in client.scan_iter("rapport*"))
+
+    # No consumer yet: nothing reached the CRM, the events wait in the durable queue.
+    time.sleep(1)
+    assert interactions_of(servers, sender, lambda d: True) == []
+
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "crm_bridge.consumer"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **servers.env},
+        stdout=(servers.log_dir / "consumer.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        [interaction] = interactions_of(
+            servers, sender, lambda d: bool(d) and len(inbound(d[0])) == 2
+        )
+    finally:
+        consumer.terminate()
+        consumer.wait(20)
+    assert inbound(interaction) == ["hi", "where is my order 10001?"]
+    assert sum(1 for direction, _ in interaction["messages"] if direction == "outbound") >= 2
+    assert interaction["outcome"] == "resolved_by_bot"
+    assert consumer.returncode == 0, (servers.log_dir / "consumer.log").read_text()[-2000:]

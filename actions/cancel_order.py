@@ -11,8 +11,12 @@ from rasa_sdk.types import DomainDict
 
 from actions.crm import get_gateway, tell_crm_failure
 from actions.identity import conversation_ref
-from actions.verification import VerifiedOrderFormValidation, reset_order_slots, verified_order
-from crm_bridge.errors import CrmError, OrderNotFound
+from actions.verification import (
+    VerifiedOrderFormValidation,
+    load_verified_order,
+    reset_order_slots,
+)
+from crm_bridge.errors import CrmError
 from crm_bridge.gateway import Outcome, TicketCategory
 
 
@@ -30,16 +34,19 @@ class ActionCancelOrder(Action):
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
+        found = load_verified_order(dispatcher, tracker)
+        if found is None:
+            return reset_order_slots()
+        contact, order = found
+        if order.status != "processing":
+            dispatcher.utter_message(
+                text=f"Order {order.number} has already left our warehouse, so it can't be "
+                "cancelled any more. Once it arrives you can return it for free "
+                "within 30 days.",
+                buttons=[{"title": "Start a return", "payload": "/start_return"}],
+            )
+            return reset_order_slots()
         try:
-            contact, order = verified_order(tracker)
-            if order.status != "processing":
-                dispatcher.utter_message(
-                    text=f"Order {order.number} has already left our warehouse, so it can't be "
-                    "cancelled any more. Once it arrives you can return it for free "
-                    "within 30 days.",
-                    buttons=[{"title": "Start a return", "payload": "/start_return"}],
-                )
-                return reset_order_slots()
             ticket = get_gateway().open_ticket(
                 conversation_ref(tracker),
                 TicketCategory.CANCELLATION,
@@ -48,9 +55,6 @@ class ActionCancelOrder(Action):
                 contact_id=contact.id,
                 order_number=order.number,
             )
-        except OrderNotFound:
-            dispatcher.utter_message(text="Sorry, I couldn't find that order.")
-            return reset_order_slots()
         except CrmError as error:
             tell_crm_failure(dispatcher, error)
             return reset_order_slots()

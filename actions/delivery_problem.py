@@ -13,8 +13,12 @@ from rasa_sdk.types import DomainDict
 from actions.crm import get_gateway, tell_crm_failure
 from actions.formatting import day
 from actions.identity import conversation_ref
-from actions.verification import VerifiedOrderFormValidation, reset_order_slots, verified_order
-from crm_bridge.errors import CrmError, OrderNotFound
+from actions.verification import (
+    VerifiedOrderFormValidation,
+    load_verified_order,
+    reset_order_slots,
+)
+from crm_bridge.errors import CrmError
 from crm_bridge.gateway import Outcome, TicketCategory
 
 ISSUE_WORDS = {
@@ -47,20 +51,23 @@ class ActionReportDeliveryProblem(Action):
     ) -> list[dict[str, Any]]:
         issue = tracker.get_slot("delivery_issue")
         events = [*reset_order_slots(), SlotSet("delivery_issue", None)]
+        found = load_verified_order(dispatcher, tracker)
+        if found is None:
+            return events
+        contact, order = found
+        expected = order.expected_delivery
+        if (
+            issue == "late"
+            and order.status != "delivered"
+            and expected
+            and expected >= date.today()
+        ):
+            dispatcher.utter_message(
+                text=f"Order {order.number} isn't late yet: it's due by {day(expected)}. "
+                "If it hasn't arrived by then, tell me and I'll open a ticket right away."
+            )
+            return [*events, SlotSet("interaction_outcome", Outcome.RESOLVED_BY_BOT.value)]
         try:
-            contact, order = verified_order(tracker)
-            expected = order.expected_delivery
-            if (
-                issue == "late"
-                and order.status != "delivered"
-                and expected
-                and expected >= date.today()
-            ):
-                dispatcher.utter_message(
-                    text=f"Order {order.number} isn't late yet: it's due by {day(expected)}. "
-                    "If it hasn't arrived by then, tell me and I'll open a ticket right away."
-                )
-                return [*events, SlotSet("interaction_outcome", Outcome.RESOLVED_BY_BOT.value)]
             ticket = get_gateway().open_ticket(
                 conversation_ref(tracker),
                 TicketCategory.DELIVERY,
@@ -69,9 +76,6 @@ class ActionReportDeliveryProblem(Action):
                 contact_id=contact.id,
                 order_number=order.number,
             )
-        except OrderNotFound:
-            dispatcher.utter_message(text="Sorry, I couldn't find that order.")
-            return events
         except CrmError as error:
             tell_crm_failure(dispatcher, error)
             return events

@@ -10,10 +10,12 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import tell_crm_failure
 from actions.formatting import order_status_text
-from actions.verification import VerifiedOrderFormValidation, reset_order_slots, verified_order
-from crm_bridge.errors import CrmError, OrderNotFound
+from actions.verification import (
+    VerifiedOrderFormValidation,
+    load_verified_order,
+    reset_order_slots,
+)
 from crm_bridge.gateway import Outcome
 
 
@@ -31,14 +33,10 @@ class ActionCheckOrderStatus(Action):
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
-        try:
-            _, order = verified_order(tracker)
-        except OrderNotFound:
-            dispatcher.utter_message(text="Sorry, I couldn't find that order.")
+        found = load_verified_order(dispatcher, tracker)
+        if found is None:
             return reset_order_slots()
-        except CrmError as error:
-            tell_crm_failure(dispatcher, error)
-            return reset_order_slots()
+        _, order = found
         dispatcher.utter_message(text=order_status_text(order, date.today()))
         dispatcher.utter_message(response="utter_anything_else")
         return [*reset_order_slots(), SlotSet("interaction_outcome", Outcome.RESOLVED_BY_BOT.value)]

@@ -12,8 +12,13 @@ from rasa_sdk.types import DomainDict
 
 from actions.crm import get_gateway, tell_crm_failure
 from actions.identity import conversation_ref
-from actions.verification import VerifiedOrderFormValidation, reset_order_slots, verified_order
-from crm_bridge.errors import CrmError, InvalidInput, OrderNotFound
+from actions.verification import (
+    VerifiedOrderFormValidation,
+    load_verified_order,
+    reset_order_slots,
+    verified_order,
+)
+from crm_bridge.errors import CrmError, InvalidInput
 from crm_bridge.gateway import OrderView, Outcome
 
 RETURN_WINDOW_DAYS = 30
@@ -98,12 +103,15 @@ class ActionSubmitReturn(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
         events = [*reset_order_slots(), *(SlotSet(slot, None) for slot in RETURN_SLOTS)]
+        found = load_verified_order(dispatcher, tracker)
+        if found is None:
+            return events
+        contact, order = found
+        refusal = return_refusal(order, date.today())
+        if refusal:
+            dispatcher.utter_message(text=refusal)
+            return events
         try:
-            contact, order = verified_order(tracker)
-            refusal = return_refusal(order, date.today())
-            if refusal:
-                dispatcher.utter_message(text=refusal)
-                return events
             created = get_gateway().create_return(
                 conversation_ref(tracker),
                 contact.id,
@@ -113,9 +121,6 @@ class ActionSubmitReturn(Action):
             )
         except InvalidInput as error:
             dispatcher.utter_message(text=error.message)
-            return events
-        except OrderNotFound:
-            dispatcher.utter_message(text="Sorry, I couldn't find that order.")
             return events
         except CrmError as error:
             tell_crm_failure(dispatcher, error)

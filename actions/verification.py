@@ -128,3 +128,16 @@ def reset_order_slots() -> list[dict[str, Any]]:
     from rasa_sdk.events import SlotSet
 
     return [SlotSet("order_number", None), SlotSet("email", None)]
+
+
+def load_verified_order(
+    dispatcher: CollectingDispatcher, tracker: Tracker
+) -> tuple[ContactView, OrderView] | None:
+    """The verified order, or None after telling the customer why it can't be had."""
+    try:
+        return verified_order(tracker)
+    except OrderNotFound:
+        dispatcher.utter_message(text="Sorry, I couldn't find that order.")
+    except CrmError as error:
+        tell_crm_failure(dispatcher, error)
+    return None

@@ -23,6 +23,7 @@ from rasa.core.brokers.pika import PikaEventBroker
 from rasa.utils.endpoints import EndpointConfig
 
 from bot import settings as bot_settings
+from crm_bridge.settings import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ async def connect_rabbitmq(
     parts = urlsplit(settings.rabbitmq_url)
     logger.info(
         "Event broker: RabbitMQ at %s, queue %s",
-        bot_settings.redact_url(settings.rabbitmq_url),
+        redact_url(settings.rabbitmq_url),
         settings.events_queue,
     )
     broker = PikaEventBroker(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("RAPPORT_VAR_DIR", PROJECT_ROOT / "var"))
@@ -39,15 +38,6 @@ def _int(name: str, default: int) -> int:
 
 class SettingsError(ValueError):
     """A setting has a value that cannot work; the message names the variable."""
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)

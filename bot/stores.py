@@ -22,6 +22,7 @@ from rasa.core.tracker_store import RedisTrackerStore, SQLTrackerStore, TrackerS
 from rasa.shared.core.domain import Domain
 
 from bot import settings as bot_settings
+from crm_bridge.settings import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class EnvTrackerStore(TrackerStore):
     ) -> TrackerStore:
         settings = bot_settings.load()
         if settings.redis_url:
-            logger.info("Tracker store: Redis at %s", bot_settings.redact_url(settings.redis_url))
+            logger.info("Tracker store: Redis at %s", redact_url(settings.redis_url))
             return RedisTrackerStore(
                 domain=domain,
                 event_broker=event_broker,
@@ -85,7 +86,7 @@ class EnvTrackerStore(TrackerStore):
                 **redis_kwargs(settings.redis_url),
             )
         url = settings.tracker_database_url
-        logger.info("Tracker store: SQL at %s", bot_settings.redact_url(url))
+        logger.info("Tracker store: SQL at %s", redact_url(url))
         return SQLTrackerStore(domain=domain, event_broker=event_broker, **sql_tracker_kwargs(url))
 
 
@@ -95,7 +96,7 @@ class EnvLockStore(LockStore):
     def __new__(cls, endpoint_config: Any = None) -> LockStore:
         settings = bot_settings.load()
         if settings.redis_url:
-            logger.info("Lock store: Redis at %s", bot_settings.redact_url(settings.redis_url))
+            logger.info("Lock store: Redis at %s", redact_url(settings.redis_url))
             kwargs = redis_kwargs(settings.redis_url)
             # Locks live in their own Redis database by default, apart from trackers.
             kwargs.setdefault("db", 1)

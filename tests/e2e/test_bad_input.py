@@ -50,3 +50,26 @@ def test_the_server_survives_a_burst_of_bad_requests(bot_servers: BotServers) ->
     for payload in (b"", b"null", b"[]", b'{"sender": 1}', b"\xff\xfe\xfd"):
         assert post_raw(bot_servers, payload).status_code == 400
     assert requests.get(f"{bot_servers.rasa_url}/webhooks/rest/", timeout=10).status_code == 200
+
+
+def test_rasas_http_api_is_off_by_default(bot_servers: BotServers) -> None:
+    for path in ("/status", "/conversations/demo-alice/tracker", "/model/parse"):
+        response = requests.get(f"{bot_servers.rasa_url}{path}", timeout=10)
+        assert response.status_code == 404, path
+
+
+def test_unknown_orders_and_invalid_emails_get_clear_answers(bot_servers: BotServers) -> None:
+    from tests.e2e.test_conversations import linked_sender, reply_text
+
+    sender = linked_sender(bot_servers, "alice@example.com", "bad")
+    [unknown] = [bot_servers.say(sender, "where is my order 99999?")]
+    assert "can't find an order 99999" in reply_text(unknown)
+    bot_servers.say(sender, "stop")
+    bot_servers.say(sender, "I want to change my email address")
+    invalid = bot_servers.say(sender, "alice@@example")
+    assert "doesn't look like" in reply_text(invalid)
+    # Nothing was changed by the bad value.
+    from crm_bridge.sql_gateway import SqlCrmGateway
+
+    alice = SqlCrmGateway.from_url(bot_servers.crm_url).find_contact_by_identity("rest", sender)
+    assert alice is not None and alice.email == "alice@example.com"

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import aio_pika
 import pytest
 import redis
 
@@ -21,20 +20,12 @@ from bot.settings import PROJECT_ROOT
 from crm_bridge.sql_gateway import SqlCrmGateway
 from tests.e2e.conftest import BotServers, start_bot_servers, stop_processes
 from tests.e2e.test_conversations import inbound, interactions_of, reply_text
+from tests.integration.test_consumer_rabbitmq import delete_queues
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REDIS_URL = "redis://127.0.0.1:6379/8"
-
-
-async def _delete_queues(queue: str, exchange: str) -> None:
-    connection = await aio_pika.connect(AMQP_URL, timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        for name in (queue, f"{queue}.dead"):
-            await channel.queue_delete(name)
-        await channel.exchange_delete(exchange)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,7 @@ def production_servers(
     servers, processes = start_bot_servers(trained_model, tmp_path_factory.mktemp("prod"), env)
     yield servers
     stop_processes(processes)
-    asyncio.run(_delete_queues(env["RAPPORT_EVENTS_QUEUE"], env["RAPPORT_EVENTS_EXCHANGE"]))
+    asyncio.run(delete_queues(env["RAPPORT_EVENTS_QUEUE"], env["RAPPORT_EVENTS_EXCHANGE"]))
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     for key in client.scan_iter("rapport*"):
         client.delete(key)

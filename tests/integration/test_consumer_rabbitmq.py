@@ -26,17 +26,22 @@ pytestmark = pytest.mark.integration
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-@pytest.fixture
-async def names():
-    suffix = uuid.uuid4().hex[:8]
-    queue, exchange = f"rapport_it_{suffix}", f"rapport_it_exchange_{suffix}"
-    yield queue, exchange
+async def delete_queues(queue: str, exchange: str) -> None:
+    """Remove a test's queue, its dead-letter queue and its exchange."""
     connection = await aio_pika.connect(AMQP_URL, timeout=10)
     async with connection:
         channel = await connection.channel()
         for name in (queue, f"{queue}.dead"):
             await channel.queue_delete(name)
         await channel.exchange_delete(exchange)
+
+
+@pytest.fixture
+async def names():
+    suffix = uuid.uuid4().hex[:8]
+    queue, exchange = f"rapport_it_{suffix}", f"rapport_it_exchange_{suffix}"
+    yield queue, exchange
+    await delete_queues(queue, exchange)
 
 
 async def publish_with_rasa(queue: str, exchange: str, events: list[dict]) -> None:
@@ -116,3 +121,28 @@ async def test_a_message_that_is_not_an_event_goes_to_the_dead_letter_queue(
     consumer.stop()
     await asyncio.wait_for(task, 10)
     assert transcript(crm_url) == [["hi"]]
+
+
+async def test_events_wait_in_the_queue_while_the_crm_is_down(
+    tmp_path, names: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import prepare_crm
+
+    monkeypatch.setattr("crm_bridge.consumer.RETRY_DELAY_SECONDS", 0.1)
+    queue, exchange = names
+    crm_url = f"sqlite:///{tmp_path / 'crm.db'}"  # not migrated yet: every write fails
+    events = conversation("rabbit-3", 1_700_000_000.0)
+    await publish_with_rasa(queue, exchange, events)
+    consumer = EventConsumer(AMQP_URL, crm_url, queue=queue, exchange=exchange)
+    task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(1.5)
+    # Stuck on the first event that needs the database, retrying, not acknowledging.
+    assert consumer.processed < len(events)
+    prepare_crm(crm_url)  # the CRM is back
+    for _ in range(200):
+        if consumer.processed >= len(events):
+            break
+        await asyncio.sleep(0.05)
+    consumer.stop()
+    await asyncio.wait_for(task, 10)
+    assert transcript(crm_url) == [["hi", "Hello! How can I help?", "thanks 🙏", "You're welcome!"]]

@@ -9,6 +9,7 @@ from rasa.shared.core.domain import Domain
 
 from bot import settings as bot_settings
 from bot.stores import EnvLockStore, EnvTrackerStore, redis_kwargs, sql_tracker_kwargs
+from crm_bridge.settings import redact_url
 
 
 def test_api_without_authentication_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,10 +41,9 @@ def test_bad_port_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_redact_url_hides_only_the_password() -> None:
     assert (
-        bot_settings.redact_url("amqp://guest:hunter2@127.0.0.1:5672/vh")
-        == "amqp://guest:***@127.0.0.1:5672/vh"
+        redact_url("amqp://guest:hunter2@127.0.0.1:5672/vh") == "amqp://guest:***@127.0.0.1:5672/vh"
     )
-    assert bot_settings.redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
 def test_redis_url_is_split_into_store_arguments() -> None:

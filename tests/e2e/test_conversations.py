@@ -47,31 +47,39 @@ def reply_text(replies: list[dict]) -> str:
 def interactions_of(
     servers: BotServers, sender: str, ready: Callable[[list[dict[str, Any]]], bool]
 ) -> list[dict[str, Any]]:
-    """The sender's Interactions as plain dicts, once ``ready`` says the log caught up."""
+    """The sender's Interactions as plain dicts, once ``ready`` says the log caught up
+    and two reads in a row agree (the log is written in batches, off the request)."""
     deadline = time.monotonic() + 20
+    previous: list[dict[str, Any]] | None = None
     while True:
-        with session_factory(servers.crm_url)() as session:
-            found = session.execute(
-                select(models.Interaction)
-                .where(models.Interaction.sender_id == sender)
-                .order_by(models.Interaction.started_at)
-            ).scalars()
-            data = [
-                {
-                    "closed": i.closed,
-                    "outcome": i.outcome,
-                    "intents": list(i.intents or []),
-                    "contact": i.contact.email if i.contact else None,
-                    "channel": i.channel,
-                    "messages": [(m.direction, m.text) for m in i.messages],
-                    "tickets": [(t.category, t.reference) for t in i.tickets],
-                    "returns": [(r.order.number, r.item, r.reference) for r in i.returns],
-                }
-                for i in found
-            ]
-        if ready(data) or time.monotonic() > deadline:
+        data = read_interactions(servers, sender)
+        if (ready(data) and data == previous) or time.monotonic() > deadline:
             return data
-        time.sleep(0.2)
+        previous = data
+        time.sleep(0.3)
+
+
+def read_interactions(servers: BotServers, sender: str) -> list[dict[str, Any]]:
+    """The sender's Interactions, oldest first, as plain dicts."""
+    with session_factory(servers.crm_url)() as session:
+        found = session.execute(
+            select(models.Interaction)
+            .where(models.Interaction.sender_id == sender)
+            .order_by(models.Interaction.started_at)
+        ).scalars()
+        return [
+            {
+                "closed": i.closed,
+                "outcome": i.outcome,
+                "intents": list(i.intents or []),
+                "contact": i.contact.email if i.contact else None,
+                "channel": i.channel,
+                "messages": [(m.direction, m.text) for m in i.messages],
+                "tickets": [(t.category, t.reference) for t in i.tickets],
+                "returns": [(r.order.number, r.item, r.reference) for r in i.returns],
+            }
+            for i in found
+        ]
 
 
 def inbound(interaction: dict[str, Any]) -> list[str]:
@@ -151,7 +159,10 @@ def test_a_complaint_creates_a_ticket(bot_servers: BotServers) -> None:
         "The courier was rude and left my parcel in the rain",
     )  # fmt: skip
     assert "T-" in reply_text(replies[-1])
-    [interaction] = interactions_of(bot_servers, sender, lambda d: bool(d and d[0]["tickets"]))
+    # The action writes the ticket before Rasa publishes the turn's events: wait for both.
+    [interaction] = interactions_of(
+        bot_servers, sender, lambda d: bool(d and d[0]["tickets"]) and len(inbound(d[0])) == 2
+    )
     assert interaction["tickets"][0][0] == "complaint"
     assert "The courier was rude and left my parcel in the rain" in inbound(interaction)
 

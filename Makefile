@@ -11,7 +11,7 @@ include .env
 export
 endif
 
-.PHONY: help install services migrate seed train run shell test test-unit test-integration \
+.PHONY: help install services browser migrate seed train run shell test test-unit test-integration \
         test-e2e test-stories lint format validate consumer clean
 
 help:
@@ -24,6 +24,9 @@ install:
 
 services:
 	@bash scripts/services.sh
+
+browser:
+	@bash scripts/browser.sh
 
 migrate: install
 	$(PY) -m crm_bridge migrate
@@ -61,14 +64,14 @@ test-unit: install
 test-integration: install services
 	$(PY) -m pytest tests/integration -q
 
-test-e2e: install services
+test-e2e: install services browser
 	$(PY) -m pytest tests/e2e -q
 
 test-stories: train
 	$(PY) -m rasa test core --stories tests/test_stories.yml --model "$$($(PY) -m bot train | tail -n 1)" \
 	  --endpoints endpoints.yml --out results/stories --fail-on-prediction-errors
 
-test: install services lint validate
+test: install services browser lint validate
 	$(PY) -m pytest tests -q -p no:cacheprovider
 	$(MAKE) --no-print-directory test-stories
 

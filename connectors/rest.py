@@ -72,13 +72,21 @@ class RestChannel(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """The ``/`` health route and the ``/webhook`` message route."""
-        webhook = Blueprint("rapport_rest_webhook", __name__)
+        webhook = Blueprint(f"rapport_{self.name()}_webhook", __name__)
 
         @webhook.route("/", methods=["GET"])
         async def health(request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @webhook.route("/webhook", methods=["POST"])
+        self.add_message_route(webhook, on_new_message)
+        return webhook
+
+    def add_message_route(
+        self, blueprint: Blueprint, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+    ) -> None:
+        """``POST /webhook``: validate, hand the message to Rasa, return the replies."""
+
+        @blueprint.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
             try:
                 sender, text, metadata = parse_message_request(request.body)
@@ -95,5 +103,3 @@ class RestChannel(InputChannel):
                 )
             )
             return response.json(collector.messages)
-
-        return webhook

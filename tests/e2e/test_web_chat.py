@@ -1,0 +1,98 @@
+"""The web chat page in a real headless Chromium: type, read the answer, press a
+button, reload and keep the conversation; no request leaves the server's origin."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+
+from tests.e2e.conftest import BotServers
+from tests.e2e.test_conversations import inbound, interactions_of
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As the machine's docs advise: no background networking, so Chromium itself makes no
+# outside requests either.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser_page(tmp_path) -> Iterator:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def test_the_page_is_self_contained_and_locked_down(bot_servers: BotServers) -> None:
+    response = requests.get(f"{bot_servers.rasa_url}/chat/", timeout=10)
+    assert response.status_code == 200
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "http://" not in response.text and "https://" not in response.text
+    for asset in ("chat.js", "chat.css"):
+        assert requests.get(f"{bot_servers.rasa_url}/chat/{asset}", timeout=10).status_code == 200
+    assert (
+        requests.get(f"{bot_servers.rasa_url}/chat/../../etc/passwd", timeout=10).status_code == 404
+    )
+
+
+def test_a_customer_chats_in_the_browser(bot_servers: BotServers, browser_page, tmp_path) -> None:
+    page = browser_page
+    origin = bot_servers.rasa_url
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.goto(f"{origin}/chat/")
+    page.get_by_text("How can I help you today?").wait_for()
+
+    # A button from the greeting, then typed answers.
+    page.get_by_role("button", name="Where is my order?").click()
+    page.get_by_text("What's your order number?").wait_for()
+    page.get_by_label("Your message").fill("10005")
+    page.keyboard.press("Enter")
+    page.get_by_text("what's the email address on that order?").wait_for()
+    page.get_by_label("Your message").fill("chloe@example.com")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text("UPS-1Z999").wait_for()
+    page.screenshot(path=str(tmp_path / "web-chat.png"))
+
+    sender = page.evaluate("localStorage.getItem('rapport.chat.sender')")
+    assert sender and sender.startswith("web-")
+
+    # A reload keeps the conversation, and it carries on.
+    page.reload()
+    page.get_by_text("UPS-1Z999").wait_for()
+    assert page.evaluate("localStorage.getItem('rapport.chat.sender')") == sender
+    page.get_by_label("Your message").fill("thank you!")
+    page.keyboard.press("Enter")
+    page.get_by_text("You're welcome!").wait_for()
+
+    assert requested and all(url.startswith(origin) for url in requested), requested
+    [interaction] = interactions_of(
+        bot_servers, sender, lambda d: bool(d) and len(inbound(d[0])) == 5
+    )
+    assert interaction["channel"] == "web"
+    assert interaction["contact"] == "chloe@example.com"
+    # The page greets on first load; a pressed button sends its payload.
+    assert inbound(interaction) == [
+        "/greet", "/order_status", "10005", "chloe@example.com", "thank you!",
+    ]  # fmt: skip

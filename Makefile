@@ -11,7 +11,7 @@ include .env
 export
 endif
 
-.PHONY: help install services browser migrate seed train run shell test test-unit test-integration \
+.PHONY: help install services browser migrate seed train run shell telegram-polling test test-unit test-integration \
         test-e2e test-stories lint format validate consumer clean
 
 help:
@@ -42,6 +42,10 @@ run: seed
 
 shell: install
 	$(PY) -m bot shell
+
+# Telegram without a public URL (development behind NAT): long polling instead of a webhook.
+telegram-polling: seed
+	TELEGRAM_MODE=polling $(PY) -m bot serve
 
 consumer: install
 	$(PY) -m crm_bridge.consumer

@@ -36,6 +36,16 @@ def _int(name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from error
 
 
+def _float(name: str, default: float) -> float:
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from error
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot work; the message names the variable."""
 
@@ -58,9 +68,17 @@ class Settings:
     jwt_secret: str
     models_dir: Path
     log_level: str
+    telegram_token: str = ""
+    telegram_secret_token: str = ""
+    telegram_webhook_url: str = ""
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_mode: str = "webhook"
+    telegram_chat_interval: float = 1.0
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot start."""
+        if self.telegram_mode not in {"webhook", "polling"}:
+            raise SettingsError("TELEGRAM_MODE must be webhook or polling")
         if self.api_enabled and not (self.api_token or self.jwt_secret):
             raise SettingsError(
                 "RASA_ENABLE_API=true needs RASA_API_TOKEN or RASA_JWT_SECRET: "
@@ -91,4 +109,10 @@ def load() -> Settings:
         jwt_secret=_env("RASA_JWT_SECRET"),
         models_dir=Path(_env("RAPPORT_MODELS_DIR", str(PROJECT_ROOT / "models"))),
         log_level=_env("LOG_LEVEL", "INFO").upper(),
+        telegram_token=_env("TELEGRAM_TOKEN"),
+        telegram_secret_token=_env("TELEGRAM_SECRET_TOKEN"),
+        telegram_webhook_url=_env("TELEGRAM_WEBHOOK_URL"),
+        telegram_api_base_url=_env("TELEGRAM_API_BASE_URL", "https://api.telegram.org/bot"),
+        telegram_mode=_env("TELEGRAM_MODE", "webhook").lower(),
+        telegram_chat_interval=_float("TELEGRAM_CHAT_INTERVAL_SECONDS", 1.0),
     )

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from bot.settings import PROJECT_ROOT
+from tests.fakes.telegram_api import FakeTelegramApi
 
 STARTUP_TIMEOUT_SECONDS = 240
 
@@ -94,7 +95,7 @@ def start_bot_servers(
         "LOG_LEVEL": "INFO",
         **(extra_env or {}),
     }
-    for key in ("REDIS_URL", "RABBITMQ_URL"):
+    for key in ("REDIS_URL", "RABBITMQ_URL", "TELEGRAM_TOKEN"):
         if key not in (extra_env or {}):
             env.pop(key, None)
     for command in ("migrate", "seed"):
@@ -146,11 +147,33 @@ def stop_processes(processes: list[subprocess.Popen]) -> None:
             process.kill()
 
 
+TELEGRAM_TOKEN = "123456:TEST-token"
+TELEGRAM_SECRET = "telegram-secret-for-tests"
+
+
+@pytest.fixture(scope="session")
+def fake_telegram() -> Iterator[FakeTelegramApi]:
+    """The Telegram Bot API stand-in the servers talk to."""
+    api = FakeTelegramApi(TELEGRAM_TOKEN).start()
+    yield api
+    api.stop()
+
+
 @pytest.fixture(scope="session")
 def bot_servers(
-    trained_model: Path, tmp_path_factory: pytest.TempPathFactory
+    trained_model: Path, tmp_path_factory: pytest.TempPathFactory, fake_telegram: FakeTelegramApi
 ) -> Iterator[BotServers]:
-    """Rasa + action servers with the embedded defaults (SQLite CRM, in-process log)."""
-    servers, processes = start_bot_servers(trained_model, tmp_path_factory.mktemp("bot"))
+    """Rasa + action servers with the embedded defaults (SQLite CRM, in-process log),
+    the web chat, and Telegram pointed at the fake Bot API."""
+    telegram_env = {
+        "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
+        "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
+        "TELEGRAM_API_BASE_URL": fake_telegram.base_url,
+        "TELEGRAM_WEBHOOK_URL": "https://bot.example.test/webhooks/telegram/webhook",
+        "TELEGRAM_CHAT_INTERVAL_SECONDS": "0.05",
+    }
+    servers, processes = start_bot_servers(
+        trained_model, tmp_path_factory.mktemp("bot"), telegram_env
+    )
     yield servers
     stop_processes(processes)

@@ -1,0 +1,73 @@
+"""Which Telegram updates reach the assistant, as whom, with what."""
+
+from __future__ import annotations
+
+import time
+
+from telegram import Bot, Update
+
+from connectors.dedupe import Deduplicator
+from connectors.telegram_adapter import chat_id_of, incoming_message
+
+BOT = Bot("1:x")
+
+
+def update(**fields: object) -> Update:
+    parsed = Update.de_json({"update_id": 1, **fields}, BOT)
+    assert parsed is not None
+    return parsed
+
+
+def message(chat: dict, text: str | None = None, **extra: object) -> dict:
+    body = {"message_id": 5, "date": int(time.time()), "chat": chat,
+            "from": {"id": 77, "is_bot": False, "first_name": "Sam"}, **extra}  # fmt: skip
+    if text is not None:
+        body["text"] = text
+    return body
+
+
+def test_a_shared_contact_reaches_rasa_as_metadata() -> None:
+    contact = {"phone_number": "+447700900123", "first_name": "Sam", "user_id": 77}
+    incoming = incoming_message(
+        update(message=message({"id": 77, "type": "private"}, contact=contact))
+    )
+    assert incoming is not None
+    assert incoming.text == "+447700900123"
+    assert incoming.metadata["telegram"]["shared_contact"] == {
+        "phone": "+447700900123", "user_id": 77, "own": True,
+    }  # fmt: skip
+
+
+def test_deep_link_payload_is_metadata_and_the_text_a_greeting() -> None:
+    incoming = incoming_message(
+        update(message=message({"id": 77, "type": "private"}, "/start ref-9"))
+    )
+    assert incoming is not None and incoming.text == "/greet"
+    assert incoming.metadata["telegram"]["start_payload"] == "ref-9"
+
+
+def test_group_members_have_their_own_conversations() -> None:
+    group = {"id": -100, "type": "group", "title": "G"}
+    incoming = incoming_message(
+        update(message=message(group, "hey @Rapport_Bot help")), bot_username="rapport_bot"
+    )
+    assert incoming is not None
+    assert (incoming.sender_id, incoming.text) == ("-100:77", "hey  help")
+    assert chat_id_of(incoming.sender_id) == -100
+    reply = message(group, "and my order?", reply_to_message=message(
+        group, "Hi!", **{"from": {"id": 9, "is_bot": True, "first_name": "B"}}))  # fmt: skip
+    assert incoming_message(update(message=reply), bot_username="rapport_bot", bot_id=9) is not None
+    assert incoming_message(update(message=message(group, "chatting")), "rapport_bot", 9) is None
+
+
+def test_stickers_and_edits_are_ignored() -> None:
+    assert incoming_message(update(message=message({"id": 1, "type": "private"}))) is None
+    edited = message({"id": 1, "type": "private"}, "x", edit_date=int(time.time()))
+    assert incoming_message(update(edited_message=edited)) is None
+
+
+async def test_a_key_is_claimed_once() -> None:
+    dedupe = Deduplicator()
+    assert await dedupe.first_time("1") is True
+    assert await dedupe.first_time("1") is False
+    assert await dedupe.first_time("2") is True

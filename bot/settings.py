@@ -74,11 +74,20 @@ class Settings:
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     telegram_mode: str = "webhook"
     telegram_chat_interval: float = 1.0
+    slack_bot_token: str = ""
+    slack_signing_secret: str = ""
+    slack_app_token: str = ""
+    slack_api_base_url: str = "https://slack.com/api/"
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot start."""
         if self.telegram_mode not in {"webhook", "polling"}:
             raise SettingsError("TELEGRAM_MODE must be webhook or polling")
+        if self.slack_bot_token and not (self.slack_signing_secret or self.slack_app_token):
+            raise SettingsError(
+                "SLACK_BOT_TOKEN needs SLACK_SIGNING_SECRET (HTTP events) or SLACK_APP_TOKEN "
+                "(Socket Mode): Slack requests must be verifiable."
+            )
         if self.api_enabled and not (self.api_token or self.jwt_secret):
             raise SettingsError(
                 "RASA_ENABLE_API=true needs RASA_API_TOKEN or RASA_JWT_SECRET: "
@@ -115,4 +124,8 @@ def load() -> Settings:
         telegram_api_base_url=_env("TELEGRAM_API_BASE_URL", "https://api.telegram.org/bot"),
         telegram_mode=_env("TELEGRAM_MODE", "webhook").lower(),
         telegram_chat_interval=_float("TELEGRAM_CHAT_INTERVAL_SECONDS", 1.0),
+        slack_bot_token=_env("SLACK_BOT_TOKEN"),
+        slack_signing_secret=_env("SLACK_SIGNING_SECRET"),
+        slack_app_token=_env("SLACK_APP_TOKEN"),
+        slack_api_base_url=_env("SLACK_API_BASE_URL", "https://slack.com/api/"),
     )

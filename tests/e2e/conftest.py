@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from bot.settings import PROJECT_ROOT
+from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.telegram_api import FakeTelegramApi
 
 STARTUP_TIMEOUT_SECONDS = 240
@@ -95,7 +96,7 @@ def start_bot_servers(
         "LOG_LEVEL": "INFO",
         **(extra_env or {}),
     }
-    for key in ("REDIS_URL", "RABBITMQ_URL", "TELEGRAM_TOKEN"):
+    for key in ("REDIS_URL", "RABBITMQ_URL", "TELEGRAM_TOKEN", "SLACK_BOT_TOKEN"):
         if key not in (extra_env or {}):
             env.pop(key, None)
     for command in ("migrate", "seed"):
@@ -159,13 +160,30 @@ def fake_telegram() -> Iterator[FakeTelegramApi]:
     api.stop()
 
 
+SLACK_SIGNING_SECRET = "slack-signing-secret-for-tests"
+
+
+@pytest.fixture(scope="session")
+def fake_slack() -> Iterator[FakeSlackApi]:
+    """The Slack Web API stand-in the servers talk to."""
+    api = FakeSlackApi().start()
+    yield api
+    api.stop()
+
+
 @pytest.fixture(scope="session")
 def bot_servers(
-    trained_model: Path, tmp_path_factory: pytest.TempPathFactory, fake_telegram: FakeTelegramApi
+    trained_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_telegram: FakeTelegramApi,
+    fake_slack: FakeSlackApi,
 ) -> Iterator[BotServers]:
     """Rasa + action servers with the embedded defaults (SQLite CRM, in-process log),
-    the web chat, and Telegram pointed at the fake Bot API."""
-    telegram_env = {
+    the web chat, and Telegram and Slack pointed at their fake APIs."""
+    channels_env = {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
+        "SLACK_API_BASE_URL": fake_slack.base_url,
         "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
         "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
         "TELEGRAM_API_BASE_URL": fake_telegram.base_url,
@@ -173,7 +191,7 @@ def bot_servers(
         "TELEGRAM_CHAT_INTERVAL_SECONDS": "0.05",
     }
     servers, processes = start_bot_servers(
-        trained_model, tmp_path_factory.mktemp("bot"), telegram_env
+        trained_model, tmp_path_factory.mktemp("bot"), channels_env
     )
     yield servers
     stop_processes(processes)

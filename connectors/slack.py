@@ -1,0 +1,200 @@
+"""Slack channel on slack-bolt (async) behind Rasa's Sanic server.
+
+Bolt verifies every request's signature and timestamp (bad or stale: 401, nothing
+stored) and acknowledges events at once; the conversation runs after the ack, so a slow
+turn never makes Slack retry. Each ``event_id`` is processed once, whatever Slack's
+retries. DMs and @mentions are answered in the thread they came from; buttons are Block
+Kit; the bot ignores its own and other bots' messages. Socket Mode (SLACK_APP_TOKEN)
+replaces the public URL during development.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from slack_bolt.adapter.sanic import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import settings as bot_settings
+from connectors.dedupe import Deduplicator
+
+logger = logging.getLogger(__name__)
+
+API_TIMEOUT_SECONDS = 10
+MENTION = re.compile(r"<@[A-Z0-9]+>\s*")
+BUTTON_ACTION = re.compile(r"^rapport_button_\d+$")
+IGNORED_SUBTYPES = {"message_changed", "message_deleted", "bot_message", "channel_join"}
+
+
+def slack_sender_id(team: str | None, user: str) -> str:
+    """One conversation per Slack user (per workspace)."""
+    return f"{team or 'T'}.{user}"
+
+
+def button_blocks(text: str, buttons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A text section and an actions block with one button per option."""
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": f"rapport_button_{index}",
+                    "text": {"type": "plain_text", "text": button["title"][:75]},
+                    "value": button["payload"][:2000],
+                }
+                for index, button in enumerate(buttons[:25])
+            ],
+        },
+    ]
+
+
+class SlackOutput(OutputChannel):
+    """Posts replies in the channel and thread the customer wrote in."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "slack"
+
+    def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str | None) -> None:
+        self.client = client
+        self.channel = channel
+        self.thread_ts = thread_ts
+
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+        await self._post(text=text)
+
+    async def send_text_with_buttons(
+        self, recipient_id: str, text: str, buttons: list[dict[str, Any]], **kwargs: Any
+    ) -> None:
+        await self._post(text=text, blocks=button_blocks(text, buttons))
+
+    async def _post(self, **message: Any) -> None:
+        try:
+            await self.client.chat_postMessage(
+                channel=self.channel, thread_ts=self.thread_ts, **message
+            )
+        except SlackApiError as error:
+            logger.error("Slack refused a reply: %s", error.response.get("error"))
+
+
+class SlackChannel(InputChannel):
+    """``POST /webhooks/slack/events`` (events and interactivity); disabled without a token."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "slack"
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> SlackChannel:
+        return cls()
+
+    def __init__(self) -> None:
+        self.settings = bot_settings.load()
+        self.enabled = bool(self.settings.slack_bot_token)
+        self.dedupe = Deduplicator(self.settings.redis_url, "rapport:slack:event")
+        self.app: AsyncApp | None = None
+
+    def build_app(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> AsyncApp:
+        """The bolt app with Rapport's listeners."""
+        client = AsyncWebClient(
+            token=self.settings.slack_bot_token,
+            base_url=self.settings.slack_api_base_url,
+            timeout=API_TIMEOUT_SECONDS,
+        )
+        app = AsyncApp(
+            token=self.settings.slack_bot_token,
+            signing_secret=self.settings.slack_signing_secret or None,
+            client=client,
+            process_before_response=False,
+        )
+
+        async def relay(
+            body: dict[str, Any], user: str, text: str, channel: str, thread_ts: str | None
+        ) -> None:
+            event_id = body.get("event_id") or f"{channel}:{thread_ts}:{text}"
+            if not await self.dedupe.first_time(str(event_id)):
+                logger.info("Skipping a repeated Slack delivery")
+                return
+            await on_new_message(
+                UserMessage(
+                    text,
+                    SlackOutput(client, channel, thread_ts),
+                    slack_sender_id(body.get("team_id"), user),
+                    input_channel=self.name(),
+                    metadata={"slack": {"channel": channel, "thread_ts": thread_ts}},
+                )
+            )
+
+        @app.event("message")
+        async def direct_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+            if event.get("channel_type") != "im" or event.get("bot_id"):
+                return
+            if event.get("subtype") in IGNORED_SUBTYPES or not event.get("user"):
+                return
+            await relay(body, event["user"], event.get("text") or "", event["channel"],
+                        event.get("thread_ts"))  # fmt: skip
+
+        @app.event("app_mention")
+        async def mention(event: dict[str, Any], body: dict[str, Any]) -> None:
+            if event.get("bot_id") or not event.get("user"):
+                return
+            text = MENTION.sub("", event.get("text") or "").strip()
+            thread = event.get("thread_ts") or event.get("ts")
+            await relay(body, event["user"], text, event["channel"], thread)
+
+        @app.action(BUTTON_ACTION)
+        async def button(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+            await ack()
+            container = body.get("container") or {}
+            channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+            thread = container.get("thread_ts") or (body.get("message") or {}).get("thread_ts")
+            user = (body.get("user") or {}).get("id")
+            if not channel or not user:
+                return
+            press = {
+                "event_id": f"action:{body.get('trigger_id') or action.get('action_ts')}",
+                "team_id": (body.get("team") or {}).get("id"),
+            }
+            await relay(press, user, action.get("value") or "", channel, thread)
+
+        return app
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        """``/`` health and ``/events`` for Slack's Events API and interactivity."""
+        slack = Blueprint("rapport_slack", __name__)
+        if self.enabled:
+            self.app = self.build_app(on_new_message)
+        handler = AsyncSlackRequestHandler(self.app) if self.app else None
+
+        @slack.listener("after_server_start")
+        async def socket_mode(app: Any, loop: Any) -> None:
+            if self.app is not None and self.settings.slack_app_token:
+                from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+                await AsyncSocketModeHandler(
+                    self.app, self.settings.slack_app_token
+                ).connect_async()
+                logger.info("Slack channel connected in Socket Mode")
+
+        @slack.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok" if self.enabled else "disabled"})
+
+        @slack.route("/events", methods=["POST"])
+        async def events(request: Request) -> HTTPResponse:
+            if handler is None:
+                return response.json({"error": "Slack is not configured"}, status=404)
+            return await handler.handle(request)
+
+        return slack

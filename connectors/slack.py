@@ -195,6 +195,11 @@ class SlackChannel(InputChannel):
         async def events(request: Request) -> HTTPResponse:
             if handler is None:
                 return response.json({"error": "Slack is not configured"}, status=404)
-            return await handler.handle(request)
+            try:
+                return await handler.handle(request)
+            except ValueError:
+                # bolt parses the body after verifying it; a signed but garbled body
+                # (JSON or form) is the sender's error, not ours.
+                return response.json({"error": "The body is not a Slack payload."}, status=400)
 
         return slack

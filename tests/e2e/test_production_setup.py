@@ -18,8 +18,10 @@ import redis
 
 from bot.settings import PROJECT_ROOT
 from crm_bridge.sql_gateway import SqlCrmGateway
-from tests.e2e.conftest import BotServers, start_bot_servers, stop_processes
+from tests.e2e.conftest import TELEGRAM_TOKEN, BotServers, start_bot_servers, stop_processes
 from tests.e2e.test_conversations import inbound, interactions_of, reply_text
+from tests.e2e.test_telegram import message_update
+from tests.fakes.telegram_api import FakeTelegramApi
 from tests.integration.test_consumer_rabbitmq import delete_queues
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -29,11 +31,25 @@ REDIS_URL = "redis://127.0.0.1:6379/8"
 
 
 @pytest.fixture(scope="module")
+def polling_telegram() -> Iterator[FakeTelegramApi]:
+    api = FakeTelegramApi(TELEGRAM_TOKEN).start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="module")
 def production_servers(
-    trained_model: Path, tmp_path_factory: pytest.TempPathFactory
+    trained_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    polling_telegram: FakeTelegramApi,
 ) -> Iterator[BotServers]:
     suffix = uuid.uuid4().hex[:8]
     env = {
+        # Telegram in polling mode (development behind NAT), deduplicated in Redis.
+        "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
+        "TELEGRAM_MODE": "polling",
+        "TELEGRAM_API_BASE_URL": polling_telegram.base_url,
+        "TELEGRAM_CHAT_INTERVAL_SECONDS": "0.05",
         "REDIS_URL": REDIS_URL,
         "RABBITMQ_URL": AMQP_URL,
         "RAPPORT_EVENTS_QUEUE": f"rapport_e2e_{suffix}",
@@ -87,3 +103,18 @@ def test_conversation_logged_after_the_consumer_comes_back(
     assert sum(1 for direction, _ in interaction["messages"] if direction == "outbound") >= 2
     assert interaction["outcome"] == "resolved_by_bot"
     assert consumer.returncode == 0, (servers.log_dir / "consumer.log").read_text()[-2000:]
+
+
+def test_telegram_polling_feeds_the_same_pipeline(
+    production_servers: BotServers, polling_telegram: FakeTelegramApi
+) -> None:
+    assert polling_telegram.wait_for("deleteWebhook", 1)
+    chat = 5550001
+    update = message_update(chat, "what are your opening hours?")
+    polling_telegram.queue_update(update)
+    polling_telegram.queue_update(update)  # delivered twice: answered once
+    [answer] = polling_telegram.sent_to(chat, 1)
+    assert "Monday to Friday" in answer.params["text"]
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    assert client.exists(f"rapport:telegram:update:{update['update_id']}")
+    assert client.ttl(f"rapport:telegram:update:{update['update_id']}") > 23 * 3600

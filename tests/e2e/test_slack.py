@@ -160,3 +160,18 @@ def test_mentions_are_answered_in_their_thread_and_bots_ignored(bot_servers, fak
         assert signed_post(bot_servers, own).status_code == 200
     time.sleep(1.5)
     assert posts_to(fake_slack, f"D{user}") == []
+
+
+def test_malformed_and_unknown_payloads_are_not_server_errors(bot_servers, fake_slack) -> None:
+    for body, content_type in (
+        (b"{oops", "application/json"),
+        (json.dumps({"type": "event_callback", "event": {"type": "reaction_added"}}).encode(),
+         "application/json"),
+        (b"payload=%7Bbroken", "application/x-www-form-urlencoded"),
+    ):  # fmt: skip
+        response = signed_post(bot_servers, body, content_type)
+        assert response.status_code < 500, (body, response.status_code, response.text)
+    huge = "🧦 où sont mes chaussettes ? " * 150
+    user = new_user()
+    assert signed_post(bot_servers, dm(user, huge)).status_code == 200
+    assert posts_to(fake_slack, f"D{user}", 1)

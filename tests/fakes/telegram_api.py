@@ -20,6 +20,12 @@ class FakeTelegramApi(RecordingApi):
         self.rate_limit_next_sends = 0
         self.retry_after_seconds = 1
         self._message_id = 1000
+        self._pending_updates: list[dict[str, Any]] = []
+
+    def queue_update(self, update: dict[str, Any]) -> None:
+        """Hand an update to the next getUpdates call (polling mode)."""
+        with self.lock:
+            self._pending_updates.append(update)
 
     @property
     def base_url(self) -> str:
@@ -60,5 +66,15 @@ class FakeTelegramApi(RecordingApi):
                 "from": BOT_USER, "text": params.get("text", ""),
             }  # fmt: skip
         if method == "getUpdates":
+            # A short long-poll: wait a moment for an update rather than spin the client.
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                with self.lock:
+                    offset = int(params.get("offset") or 0)
+                    ready = [u for u in self._pending_updates if u["update_id"] >= offset]
+                    self._pending_updates = ready
+                    if ready:
+                        return ready
+                time.sleep(0.05)
             return []
         return True

@@ -71,3 +71,19 @@ async def test_a_key_is_claimed_once() -> None:
     assert await dedupe.first_time("1") is True
     assert await dedupe.first_time("1") is False
     assert await dedupe.first_time("2") is True
+
+
+async def test_replies_to_one_chat_are_spaced_but_other_chats_are_not() -> None:
+    import asyncio
+
+    from connectors.telegram import SendPacer
+
+    pacer = SendPacer(chat_interval=0.2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await pacer.wait(1)
+    await pacer.wait(2)
+    other_chat = loop.time() - start
+    await pacer.wait(1)
+    same_chat = loop.time() - start
+    assert other_chat < 0.15 <= same_chat

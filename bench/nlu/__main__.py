@@ -1,0 +1,180 @@
+"""``python -m bench.nlu``: intent-classification benchmark of a Rasa NLU pipeline
+against a TF-IDF + logistic-regression baseline on the same split and machine.
+
+Examples:
+  python -m bench.nlu --dataset banking77 --train ../shared/datasets/banking77/train.csv \\
+      --test path/to/test.csv
+  python -m bench.nlu --dataset banking77 --train ../shared/datasets/banking77/train.csv \\
+      --dev-split 0.2                       # no test file: hold out 20 % of train
+  python -m bench.nlu --dataset clinc150 --train ../shared/datasets/clinc150/train_val.json \\
+      --test ../shared/datasets/clinc150/train_val.json   # val + oos_val when no test part
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.nlu.baseline import run_tfidf_baseline
+from bench.nlu.datasets import Split, load, stratified_split, subset
+from bench.nlu.metrics import save_confusion_picture
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+RATIO_KEYS = (
+    "accuracy",
+    "macro_f1",
+    "in_scope_accuracy",
+    "oos_recall",
+    "train_seconds",
+    "parse_ms_p50",
+    "parse_ms_p99",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.nlu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset", required=True, choices=["banking77", "clinc150"])
+    parser.add_argument("--train", required=True, type=Path)
+    parser.add_argument("--test", type=Path, help="official test file (or val); see --dev-split")
+    parser.add_argument(
+        "--dev-split",
+        type=float,
+        default=None,
+        help="hold out this fraction of --train instead of a test file",
+    )
+    parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "config.yml")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        choices=["rasa-default"],
+        help="also run Rasa's default pipeline (slow: over an hour on BANKING77)",
+    )
+    parser.add_argument("--epochs", type=int, help="override epochs (smoke runs)")
+    parser.add_argument("--intents", type=int, help="use only the first N intents (smoke runs)")
+    parser.add_argument("--per-intent", type=int, default=1000, help="with --intents")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "results")
+    return parser
+
+
+def load_splits(args: argparse.Namespace) -> tuple[Split, Split, str]:
+    train, _ = load(args.dataset, args.train, "train")
+    if args.test is not None:
+        test, source = load(args.dataset, args.test, "test")
+    else:
+        fraction = args.dev_split if args.dev_split is not None else 0.2
+        train, test = stratified_split(train, fraction, args.seed)
+        source = f"{fraction:.0%} stratified hold-out of {args.train} (seed {args.seed})"
+    if args.intents:
+        train = subset(train, args.intents, args.per_intent, args.seed)
+        keep = set(train.labels)
+        test = (
+            Split(
+                *map(
+                    list,
+                    zip(
+                        *[
+                            (t, label)
+                            for t, label in zip(test.texts, test.labels, strict=False)
+                            if label in keep
+                        ],
+                        strict=False,
+                    ),
+                )
+            )
+            if test.texts
+            else test
+        )
+    return train, test, source
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a table and write ``<out>/<dataset>.json`` and a picture."""
+    args = build_parser().parse_args(argv)
+    try:
+        train, test, source = load_splits(args)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"bench.nlu: cannot read the data: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"{args.dataset}: {len(train)} training and {len(test)} test examples "
+        f"({len(set(train.labels))} intents); test = {source}",
+        flush=True,
+    )
+
+    from bench.nlu.rasa_pipeline import run_rasa_pipeline
+
+    results: list[dict[str, Any]] = [run_tfidf_baseline(train, test, args.seed)]
+    results.append(run_rasa_pipeline(train, test, args.config, args.epochs, "rapport"))
+    if "rasa-default" in args.baseline:
+        default = PROJECT_ROOT / "bench" / "nlu" / "rasa_default_config.yml"
+        results.append(run_rasa_pipeline(train, test, default, args.epochs, "rasa-default"))
+
+    baseline = results[0]
+    for result in results:
+        result["vs_baseline"] = {
+            key: result[key] / baseline[key]
+            for key in RATIO_KEYS
+            if key in result and baseline.get(key)
+        }
+        picture = args.out / f"{args.dataset}-{result['name']}-confusion.png"
+        save_confusion_picture(
+            test.labels, result.pop("predictions"), picture, f"{args.dataset}: {result['name']}"
+        )
+        result["confusion_picture"] = str(picture)
+
+    report = {
+        "dataset": args.dataset,
+        "train_examples": len(train),
+        "test_examples": len(test),
+        "intents": len(set(train.labels)),
+        "test_source": source,
+        "seed": args.seed,
+        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "date": time.strftime("%Y-%m-%d"),
+        "results": results,
+    }
+    path = args.out / f"{args.dataset}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print_table(results)
+    print(f"written: {path}")
+    return 0
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    columns = [
+        ("accuracy", "acc"),
+        ("macro_f1", "F1"),
+        ("in_scope_accuracy", "in-scope"),
+        ("oos_recall", "oos rec"),
+        ("train_seconds", "train s"),
+        ("parse_ms_p50", "p50 ms"),
+        ("parse_ms_p99", "p99 ms"),
+    ]
+    print(f"{'pipeline':<16}" + "".join(f"{label:>10}" for _, label in columns))
+    for result in results:
+        cells = "".join(
+            f"{result[key]:>10.3f}" if key in result else f"{'-':>10}" for key, _ in columns
+        )
+        print(f"{result['name']:<16}{cells}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Scores for intent classification, including out-of-scope detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.nlu.datasets import OOS
+
+FALLBACK = "nlu_fallback"
+
+
+def scores(gold: list[str], predicted: list[str]) -> dict[str, float]:
+    """Accuracy and macro-F1; with out-of-scope examples also in-scope accuracy and
+    out-of-scope recall (a fallback or an ``oos`` prediction counts as out of scope)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    normalised = [OOS if p in {FALLBACK, OOS} else p for p in predicted]
+    result = {
+        "accuracy": float(accuracy_score(gold, normalised)),
+        "macro_f1": float(f1_score(gold, normalised, average="macro", zero_division=0)),
+    }
+    in_scope = [(g, p) for g, p in zip(gold, normalised, strict=False) if g != OOS]
+    out_scope = [(g, p) for g, p in zip(gold, normalised, strict=False) if g == OOS]
+    if out_scope:
+        result["in_scope_accuracy"] = sum(g == p for g, p in in_scope) / max(1, len(in_scope))
+        result["oos_recall"] = sum(p == OOS for _, p in out_scope) / len(out_scope)
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of the values, nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+def save_confusion_picture(gold: list[str], predicted: list[str], path: Path, title: str) -> None:
+    """A confusion matrix image (labels sorted; large label sets drawn without ticks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    labels = sorted(set(gold) | set(predicted))
+    matrix = confusion_matrix(gold, predicted, labels=labels, normalize="true")
+    size = 6 if len(labels) <= 20 else 12
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    axis.set_title(title)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    if len(labels) <= 40:
+        axis.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        axis.set_yticks(range(len(labels)), labels, fontsize=6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

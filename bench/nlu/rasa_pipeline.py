@@ -1,0 +1,102 @@
+"""Train a Rasa NLU pipeline on a benchmark split and measure it like the bot uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+
+from bench.nlu.datasets import Split
+from bench.nlu.metrics import percentile, scores
+
+# Components that need training data the benchmarks don't have (FAQ answers, entities).
+NOT_FOR_INTENT_BENCHMARKS = {"ResponseSelector"}
+WARM_UP_PARSES = 10
+LATENCY_SAMPLE = 500
+
+
+def benchmark_config(config_path: Path, epochs: int | None) -> dict[str, Any]:
+    """The pipeline of ``config_path`` without FAQ-only components (and with ``epochs``)."""
+    config: dict[str, Any] = yaml.safe_load(config_path.read_text())
+    pipeline = [c for c in config["pipeline"] if c["name"] not in NOT_FOR_INTENT_BENCHMARKS]
+    if epochs is not None:
+        for component in pipeline:
+            if "epochs" in component or component["name"] == "DIETClassifier":
+                component["epochs"] = epochs
+    return {"recipe": "default.v1", "language": "en", "pipeline": pipeline,
+            "assistant_id": "nlu-benchmark", "policies": []}  # fmt: skip
+
+
+def write_nlu_yaml(split: Split, path: Path) -> None:
+    """Rasa training data for the split (one intent block per label)."""
+    by_label: dict[str, list[str]] = {}
+    for text, label in zip(split.texts, split.labels, strict=False):
+        by_label.setdefault(label, []).append(" ".join(text.split()))
+    blocks = [
+        {"intent": label, "examples": "".join(f"- {text}\n" for text in sorted(set(texts)))}
+        for label, texts in sorted(by_label.items())
+    ]
+    path.write_text(yaml.safe_dump({"version": "3.1", "nlu": blocks}, allow_unicode=True))
+
+
+def run_rasa_pipeline(
+    train: Split, test: Split, config_path: Path, epochs: int | None, name: str
+) -> dict[str, Any]:
+    """Train with Rasa, parse every test message, and report scores, time, size, memory."""
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    logging.getLogger("rasa").setLevel(logging.WARNING)
+    from rasa.model_training import train_nlu
+    from rasa.utils.log_utils import configure_structlog
+
+    # Rasa logs every parsed message at debug level; a benchmark parses thousands.
+    configure_structlog(logging.WARNING)
+
+    with tempfile.TemporaryDirectory(prefix="nlu-bench-") as workdir:
+        folder = Path(workdir)
+        config_file = folder / "config.yml"
+        config_file.write_text(yaml.safe_dump(benchmark_config(config_path, epochs)))
+        data_file = folder / "nlu.yml"
+        write_nlu_yaml(train, data_file)
+        started = time.perf_counter()
+        model = train_nlu(str(config_file), str(data_file), str(folder / "models"),
+                          fixed_model_name="bench")  # fmt: skip
+        train_seconds = time.perf_counter() - started
+        if model is None:
+            raise RuntimeError("Rasa did not produce a model")
+        model_bytes = Path(model).stat().st_size
+        predicted, latencies = asyncio.run(_parse_all(model, test.texts))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "name": name,
+        **scores(test.labels, predicted),
+        "train_seconds": train_seconds,
+        "parse_ms_p50": percentile(latencies, 50),
+        "parse_ms_p99": percentile(latencies, 99),
+        "model_mb": model_bytes / 1e6,
+        "peak_rss_mb": peak_mb,
+        "predictions": predicted,
+    }
+
+
+async def _parse_all(model: str, texts: list[str]) -> tuple[list[str], list[float]]:
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(model)
+    for text in texts[:WARM_UP_PARSES]:
+        await agent.parse_message(text)
+    predicted: list[str] = []
+    latencies: list[float] = []
+    for index, text in enumerate(texts):
+        t0 = time.perf_counter()
+        parsed = await agent.parse_message(text)
+        if index < LATENCY_SAMPLE:
+            latencies.append((time.perf_counter() - t0) * 1000)
+        predicted.append((parsed.get("intent") or {}).get("name") or "")
+    return predicted, latencies

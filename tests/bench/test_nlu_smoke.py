@@ -1,0 +1,57 @@
+"""A small run of the real NLU benchmark CLI (a few intents, a few epochs), so the
+benchmark cannot rot. Figures are checked for sanity, never against timing goals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def run_benchmark(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "results"
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.nlu", *args, "--intents", "5", "--per-intent", "40",
+         "--epochs", "3", "--out", str(out)],
+        cwd=ROOT, env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"},
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "tfidf-logreg" in completed.stdout and "rapport" in completed.stdout
+    [report_file] = out.glob("*.json")
+    report: dict = json.loads(report_file.read_text())
+    return report
+
+
+@pytest.mark.skipif(not DATASETS.exists(), reason="../shared/datasets is not beside the repo")
+def test_banking77_smoke(tmp_path: Path) -> None:
+    report = run_benchmark(
+        tmp_path, "--dataset", "banking77", "--train", str(DATASETS / "banking77" / "train.csv"),
+        "--dev-split", "0.2",
+    )  # fmt: skip
+    assert report["intents"] == 5 and report["test_examples"] > 0
+    baseline, ours = report["results"]
+    assert baseline["name"] == "tfidf-logreg" and ours["name"] == "rapport"
+    assert baseline["accuracy"] > 0.7
+    for result in (baseline, ours):
+        assert 0 <= result["accuracy"] <= 1 and 0 <= result["macro_f1"] <= 1
+        assert result["train_seconds"] > 0 and result["parse_ms_p99"] >= result["parse_ms_p50"] > 0
+        assert Path(result["confusion_picture"]).stat().st_size > 1000
+    assert ours["model_mb"] > 0 and ours["peak_rss_mb"] > 100
+    assert ours["vs_baseline"]["accuracy"] == pytest.approx(ours["accuracy"] / baseline["accuracy"])
+
+
+@pytest.mark.skipif(not DATASETS.exists(), reason="../shared/datasets is not beside the repo")
+def test_clinc150_smoke_reports_out_of_scope(tmp_path: Path) -> None:
+    data = str(DATASETS / "clinc150" / "train_val.json")
+    report = run_benchmark(tmp_path, "--dataset", "clinc150", "--train", data, "--test", data)
+    assert report["test_source"].endswith("[val + oos_val]")
+    for result in report["results"]:
+        assert 0 <= result["in_scope_accuracy"] <= 1 and 0 <= result["oos_recall"] <= 1

@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+from bot import log_redaction
 from bot import settings as bot_settings
 from bot.settings import PROJECT_ROOT
 
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging_and_warnings(level, warn_only_once=True, filter_repeated_logs=True)
     tf_env.setup_tf_environment()
     configure_structlog(level)
+    log_redaction.install(settings)
     endpoints = AvailableEndpoints.read_endpoints(str(args.endpoints))
     rasa.core.run.serve_application(
         model_path=str(args.model),

@@ -158,3 +158,14 @@ def test_deep_links_huge_and_unicode_messages(bot_servers, fake_telegram) -> Non
     huge = "📦 où est ma commande ? " * 150
     assert post(bot_servers, message_update(chat, huge)).json()["status"] == "processed"
     assert len(fake_telegram.sent_to(chat, 2)) >= 2
+
+
+def test_no_token_or_secret_in_the_server_logs(bot_servers, fake_telegram) -> None:
+    from tests.e2e.conftest import TELEGRAM_TOKEN
+
+    chat = new_id()
+    post(bot_servers, message_update(chat, "hi"))
+    fake_telegram.sent_to(chat, 1)
+    logs = "".join(path.read_text(errors="replace") for path in bot_servers.log_dir.glob("*.log"))
+    for secret in (TELEGRAM_TOKEN, TELEGRAM_SECRET, "xoxb-test-token"):
+        assert secret not in logs

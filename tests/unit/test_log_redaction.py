@@ -1,0 +1,33 @@
+"""Secrets never reach a log line, whichever library writes it."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from bot import log_redaction
+from bot import settings as bot_settings
+
+
+def test_configured_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setenv("TELEGRAM_TOKEN", "123456:SECRET-bot-token")
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://rapport:broker-pass@mq.internal:5672/")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-slack-secret")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret-value")
+    settings = bot_settings.load()
+    redacting = log_redaction.SecretRedactingFilter(log_redaction.secrets_of(settings))
+    caplog.handler.addFilter(redacting)
+    logger = logging.getLogger("httpx")
+    logger.warning(
+        "HTTP Request: POST https://api.telegram.org/bot%s/sendMessage", settings.telegram_token
+    )
+    logger.warning("connecting to %s with %s", settings.rabbitmq_url, "xoxb-slack-secret")
+    try:
+        raise RuntimeError("auth failed for signing-secret-value")
+    except RuntimeError:
+        logger.exception("boom")
+    text = caplog.text
+    for secret in ("SECRET-bot-token", "broker-pass", "xoxb-slack-secret", "signing-secret-value"):
+        assert secret not in text
+    assert "bot***/sendMessage" in text and "amqp://rapport:***@mq.internal" in text

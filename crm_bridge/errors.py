@@ -37,3 +37,7 @@ class InvalidInput(CrmError):
 
 class CrmUnavailable(CrmError):
     """The CRM backend could not be reached or failed; the operation was not applied."""
+
+
+class HandoffConflict(CrmError):
+    """The handoff is not in a state that allows this (already claimed, not yours, closed)."""

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import declarative_base, relationship
 from sqlalchemy.types import TypeDecorator
@@ -135,6 +136,7 @@ class Interaction(Base):
     outcome = Column(String(30), nullable=False, default="abandoned")
     # The highest outcome an action reported (None: derive one from the transcript).
     reported_outcome = Column(String(30))
+    csat = Column(Integer)  # 1-5, asked after a hand-back from an agent
     intents = Column(JSON, nullable=False, default=list)
     summary = Column(Text, nullable=False, default="")
     created_at = Column(UtcDateTime, nullable=False, default=utcnow)
@@ -217,6 +219,44 @@ class ReturnRequest(Base):
     def reference(self) -> str:
         """The reference customers and agents quote, e.g. ``R-000007``."""
         return f"R-{self.id:06d}"
+
+
+class Handoff(Base):
+    """A conversation handed to a person: who owns it, since when, and how it ended.
+
+    At most one live (queued or agent) handoff exists per conversation; its state is
+    what every Rasa instance, connector and agent console consults.
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        Index(
+            "uq_handoffs_live_sender",
+            "sender_id",
+            unique=True,
+            sqlite_where=text("state != 'closed'"),
+            postgresql_where=text("state != 'closed'"),
+        ),
+        Index("ix_handoffs_state_requested", "state", "requested_at"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    interaction_id = Column(Integer, ForeignKey("interactions.id"), nullable=False, index=True)
+    ticket_id = Column(Integer, ForeignKey("tickets.id"))
+    sender_id = Column(String(200), nullable=False)
+    channel = Column(String(50), nullable=False)
+    reason = Column(String(30), nullable=False)
+    state = Column(String(10), nullable=False, default="queued")  # queued | agent | closed
+    requested_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    claimed_at = Column(UtcDateTime)
+    handed_back_at = Column(UtcDateTime)
+    agent_id = Column(String(100))
+    agent_name = Column(String(200))
+    outcome = Column(String(30))  # resolved | needs_follow_up | timed_out | cancelled
+    csat = Column(Integer)
+
+    interaction = relationship("Interaction")
+    ticket = relationship("Ticket")
 
 
 def as_date(value: date | datetime | None) -> date | None:

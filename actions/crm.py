@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crm_bridge import settings as crm_settings
 from crm_bridge.errors import CrmError, CrmUnavailable
 from crm_bridge.gateway import CrmGateway
+
+if TYPE_CHECKING:
+    from crm_bridge.handoff import HandoffDesk
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +24,18 @@ def get_gateway() -> CrmGateway:
     return SqlCrmGateway.from_url(crm_settings.database_url())
 
 
+@functools.lru_cache(maxsize=1)
+def get_handoff_desk() -> HandoffDesk:
+    """Conversation ownership (bot / queued / agent) in the same CRM, built once."""
+    from crm_bridge.handoff import HandoffDesk
+
+    return HandoffDesk(crm_settings.database_url())
+
+
 def reset_gateway() -> None:
     """Forget the gateway, so the next call reads CRM_DATABASE_URL again (tests, reloads)."""
     get_gateway.cache_clear()
+    get_handoff_desk.cache_clear()
 
 
 def tell_crm_failure(dispatcher: Any, error: CrmError) -> None:

@@ -148,7 +148,12 @@ def test_asking_for_a_person_opens_a_ticket(actions_crm, domain, dispatcher) -> 
     [ticket] = rows(actions_crm, models.Ticket)
     assert ticket.category == "human_request" and ticket.contact_id is not None
     assert "my parcel is lost" in ticket.description
-    assert "by email" in texts(dispatcher)[0]
+    assert "by email" in texts(dispatcher)[0] and "number 1 in the queue" in texts(dispatcher)[0]
+    from crm_bridge.handoff import HandoffDesk
+
+    ownership = HandoffDesk(actions_crm).ownership("demo-alice")
+    assert ownership.owner == "queued" and ownership.handoff is not None
+    assert ownership.handoff.reason == "customer_request"
     assert slot_events(events)["interaction_outcome"] == "handed_off"
 
 

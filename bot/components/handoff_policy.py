@@ -1,0 +1,102 @@
+"""Keeps the bot silent while a person owns the conversation.
+
+Ownership lives in the CRM (``crm_bridge.handoff``), which every Rasa instance reads.
+While an agent holds the conversation this policy, ranked above every other, answers
+each customer message with ``action_relay_to_agent`` and then ``action_listen``: no
+other action and no utterance, whatever the customer types (``/restart`` and other
+``/intent`` shortcuts included).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from rasa.core.policies.policy import Policy, PolicyPrediction
+from rasa.engine.graph import ExecutionContext
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.generator import TrackerWithCachedStates
+from rasa.shared.core.trackers import DialogueStateTracker
+
+logger = logging.getLogger(__name__)
+
+RELAY_ACTION = "action_relay_to_agent"
+# Above RulePolicy (6): a person's ownership overrides every rule and story.
+PRIORITY = 7
+
+
+@functools.lru_cache(maxsize=1)
+def _desk() -> Any:
+    from crm_bridge import settings as crm_settings
+    from crm_bridge.handoff import HandoffDesk
+
+    return HandoffDesk(crm_settings.database_url())
+
+
+def agent_owns(sender_id: str) -> bool:
+    """Does an agent hold this conversation? (False when the CRM cannot say.)"""
+    from crm_bridge.errors import CrmError
+
+    try:
+        return bool(_desk().ownership(sender_id).owner == "agent")
+    except CrmError as error:
+        # Fail open: a customer answered by the bot beats one answered by nobody.
+        logger.warning("Cannot read conversation ownership (%s)", type(error).__name__)
+        return False
+
+
+@DefaultV1Recipe.register(
+    DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True
+)
+class HandoffPolicy(Policy):
+    """Relay to the agent, then listen, while an agent owns the conversation."""
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {"priority": PRIORITY}
+
+    def train(
+        self, training_trackers: list[TrackerWithCachedStates], domain: Domain, **kwargs: Any
+    ) -> Resource:
+        # Nothing to learn; the marker file only gives the graph a resource to load.
+        with self._model_storage.write_to(self._resource) as directory:
+            (directory / "handoff_policy.txt").write_text("stateless\n")
+        return self._resource
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> HandoffPolicy:
+        return cls(config, model_storage, resource, execution_context)
+
+    def predict_action_probabilities(
+        self,
+        tracker: DialogueStateTracker,
+        domain: Domain,
+        rule_only_data: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> PolicyPrediction:
+        """Certain relay-then-listen under an agent; no opinion otherwise."""
+        probabilities = self._default_predictions(domain)
+        if RELAY_ACTION not in domain.action_names_or_texts:
+            return self._prediction(probabilities)
+        latest = tracker.latest_action_name
+        if latest == RELAY_ACTION:
+            probabilities[domain.index_for_action(ACTION_LISTEN_NAME)] = 1.0
+        elif (
+            latest in {ACTION_LISTEN_NAME, "action_extract_slots"}
+            and tracker.latest_message
+            and agent_owns(tracker.sender_id)
+        ):
+            probabilities[domain.index_for_action(RELAY_ACTION)] = 1.0
+        return self._prediction(probabilities)

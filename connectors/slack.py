@@ -170,6 +170,13 @@ class SlackChannel(InputChannel):
 
         return app
 
+    async def push(self, sender_id: str, text: str) -> None:
+        """Send a direct message to a customer outside a turn (e.g. an agent's reply)."""
+        if self.app is None:
+            raise RuntimeError("Slack is not configured")
+        user = sender_id.split(".", 1)[-1]
+        await SlackOutput(self.app.client, user, None).send_text_message(sender_id, text)
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """``/`` health and ``/events`` for Slack's Events API and interactivity."""
         slack = Blueprint("rapport_slack", __name__)

@@ -185,6 +185,32 @@ class HandoffDesk:
             ).scalar_one()
             return int(ahead) + 1
 
+    def record_agent_reply(self, handoff_id: int, agent_id: str, text: str) -> HandoffView:
+        """Check the agent holds the conversation and put their reply in the transcript."""
+        import time
+
+        from crm_bridge.interaction_log import InteractionLog
+
+        message = (text or "").strip()
+        if not message:
+            raise InvalidInput("text", "The reply is empty.")
+        with unit_of_work(self._factory) as session:
+            row = self._get(session, handoff_id)
+            if row.state != "agent" or row.agent_id != agent_id:
+                raise HandoffConflict("Only the agent who holds the conversation can reply.")
+            handoff = _view(row)
+        InteractionLog(self._factory).record_events([{
+            "sender_id": handoff.sender_id, "event": "bot", "timestamp": time.time(),
+            "text": message[:5000],
+            "metadata": {"agent": {"id": agent_id, "name": handoff.agent_name}},
+        }])  # fmt: skip
+        return handoff
+
+    def get(self, handoff_id: int) -> HandoffView:
+        """One handoff; ``HandoffConflict`` if there is none with that id."""
+        with unit_of_work(self._factory) as session:
+            return _view(self._get(session, handoff_id))
+
     def record_csat(self, handoff_id: int, score: int) -> HandoffView:
         """Store the customer's 1–5 rating on the handoff and its Interaction."""
         if not isinstance(score, int) or not 1 <= score <= 5:

@@ -152,6 +152,9 @@ def transcript_line(
     if kind == "user":
         line.intent, line.confidence = intent_of(event)
     else:
+        agent = (event.get("metadata") or {}).get("agent")
+        if isinstance(agent, Mapping) and agent.get("name"):
+            line.author = f"agent:{agent['name']}"
         data = event.get("data") or {}
         buttons = data.get("buttons") if isinstance(data, Mapping) else None
         line.buttons = list(buttons) if isinstance(buttons, list) and buttons else None

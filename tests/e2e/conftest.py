@@ -161,6 +161,7 @@ def fake_telegram() -> Iterator[FakeTelegramApi]:
 
 
 SLACK_SIGNING_SECRET = "slack-signing-secret-for-tests"
+AGENT_API_TOKEN = "agent-api-token-for-tests"
 
 
 @pytest.fixture(scope="session")
@@ -181,6 +182,7 @@ def bot_servers(
     """Rasa + action servers with the embedded defaults (SQLite CRM, in-process log),
     the web chat, and Telegram and Slack pointed at their fake APIs."""
     channels_env = {
+        "AGENT_API_TOKEN": AGENT_API_TOKEN,
         "SLACK_BOT_TOKEN": "xoxb-test-token",
         "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
         "SLACK_API_BASE_URL": fake_slack.base_url,

@@ -9,12 +9,14 @@ transcript with the agent's name.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from rasa.core.channels.channel import InputChannel, UserMessage
@@ -29,6 +31,11 @@ from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffView
 logger = logging.getLogger(__name__)
 
 JOINED = "{name} from our support team has joined the conversation."
+NOBODY_FREE = (
+    "Sorry, no one from the team could take your conversation just now. Your request is "
+    "kept as a ticket and we'll get back to you within one working day. I'm here meanwhile."
+)
+SWEEP_INTERVAL_SECONDS = 30
 HANDED_BACK = "Thanks for your patience! You're back with the shop's assistant now."
 
 
@@ -40,13 +47,26 @@ def _json(handoff: HandoffView) -> dict[str, Any]:
     return data
 
 
-async def push_to_customer(request: Request, handoff: HandoffView, text: str) -> bool:
+async def push_to_customer(app: Any, handoff: HandoffView, text: str) -> bool:
     """Send ``text`` to the customer on their channel; False if it cannot push."""
-    for channel in getattr(request.app.ctx, "input_channels", []):
+    for channel in getattr(app.ctx, "input_channels", []):
         if channel.name() == handoff.channel and hasattr(channel, "push"):
             await channel.push(handoff.sender_id, text)
             return True
     return False
+
+
+async def expire_unclaimed(
+    desk: HandoffDesk, timeout: timedelta, push: Callable[[HandoffView, str], Awaitable[bool]]
+) -> list[HandoffView]:
+    """Time out handoffs nobody claimed and tell their customers; the bot answers again."""
+    expired = desk.expire_unclaimed(timeout)
+    for handoff in expired:
+        try:
+            await push(handoff, NOBODY_FREE)
+        except Exception:
+            logger.exception("Could not tell a customer that no agent was free")
+    return expired
 
 
 class AgentApiChannel(InputChannel):
@@ -62,7 +82,10 @@ class AgentApiChannel(InputChannel):
 
     def __init__(self) -> None:
         self.token = os.environ.get("AGENT_API_TOKEN", "").strip()
+        minutes = os.environ.get("HANDOFF_CLAIM_TIMEOUT_MINUTES", "").strip()
+        self.claim_timeout = timedelta(minutes=float(minutes) if minutes else 15)
         self._desk: HandoffDesk | None = None
+        self._sweeper: asyncio.Task | None = None
 
     def url_prefix(self) -> str:
         return "/agents/api"
@@ -84,6 +107,26 @@ class AgentApiChannel(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """The agent routes; every one checks the token first."""
         api = Blueprint("rapport_agent_api", __name__)
+
+        @api.listener("after_server_start")
+        async def start_sweeper(app: Any, loop: Any) -> None:
+            async def push(handoff: HandoffView, text: str) -> bool:
+                return await push_to_customer(app, handoff, text)
+
+            async def sweep_forever() -> None:
+                while True:
+                    await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+                    try:
+                        await expire_unclaimed(self.desk, self.claim_timeout, push)
+                    except CrmError as error:
+                        logger.warning("Handoff timeout sweep failed (%s)", type(error).__name__)
+
+            self._sweeper = asyncio.create_task(sweep_forever())
+
+        @api.listener("before_server_stop")
+        async def stop_sweeper(app: Any, loop: Any) -> None:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
 
         def body_of(request: Request) -> dict[str, Any]:
             try:
@@ -123,7 +166,7 @@ class AgentApiChannel(InputChannel):
                 data = body_of(request)
                 agent_id = str(data.get("agent_id") or "")
                 handoff = self.desk.claim(handoff_id, agent_id, str(data.get("agent_name") or ""))
-                await push_to_customer(request, handoff, JOINED.format(name=handoff.agent_name))
+                await push_to_customer(request.app, handoff, JOINED.format(name=handoff.agent_name))
                 return response.json({"handoff": _json(handoff)})
 
             return await guarded(request, work)
@@ -135,7 +178,7 @@ class AgentApiChannel(InputChannel):
                 handoff = self.desk.record_agent_reply(
                     handoff_id, str(data.get("agent_id") or ""), str(data.get("text") or "")
                 )
-                delivered = await push_to_customer(request, handoff, str(data["text"]).strip())
+                delivered = await push_to_customer(request.app, handoff, str(data["text"]).strip())
                 return response.json({"delivered": delivered, "handoff": _json(handoff)})
 
             return await guarded(request, work)
@@ -149,7 +192,7 @@ class AgentApiChannel(InputChannel):
                 except ValueError as error:
                     raise InvalidInput("outcome", "Use resolved or needs_follow_up.") from error
                 handoff = self.desk.hand_back(handoff_id, str(data.get("agent_id") or ""), outcome)
-                await push_to_customer(request, handoff, HANDED_BACK)
+                await push_to_customer(request.app, handoff, HANDED_BACK)
                 return response.json({"handoff": _json(handoff)})
 
             return await guarded(request, work)

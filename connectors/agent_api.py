@@ -24,6 +24,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.csat import CSAT_BUTTONS
 from crm_bridge import settings as crm_settings
 from crm_bridge.errors import CrmError, HandoffConflict, InvalidInput
 from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffView
@@ -36,7 +37,10 @@ NOBODY_FREE = (
     "kept as a ticket and we'll get back to you within one working day. I'm here meanwhile."
 )
 SWEEP_INTERVAL_SECONDS = 30
-HANDED_BACK = "Thanks for your patience! You're back with the shop's assistant now."
+HANDED_BACK = (
+    "Thanks for your patience! You're back with the shop's assistant now. "
+    "How would you rate the help you got, from 1 (poor) to 5 (excellent)?"
+)
 
 
 def _json(handoff: HandoffView) -> dict[str, Any]:
@@ -47,11 +51,13 @@ def _json(handoff: HandoffView) -> dict[str, Any]:
     return data
 
 
-async def push_to_customer(app: Any, handoff: HandoffView, text: str) -> bool:
-    """Send ``text`` to the customer on their channel; False if it cannot push."""
+async def push_to_customer(
+    app: Any, handoff: HandoffView, text: str, buttons: list[dict[str, str]] | None = None
+) -> bool:
+    """Send ``text`` (and buttons) to the customer on their channel; False if it cannot."""
     for channel in getattr(app.ctx, "input_channels", []):
         if channel.name() == handoff.channel and hasattr(channel, "push"):
-            await channel.push(handoff.sender_id, text)
+            await channel.push(handoff.sender_id, text, buttons)
             return True
     return False
 
@@ -192,7 +198,7 @@ class AgentApiChannel(InputChannel):
                 except ValueError as error:
                     raise InvalidInput("outcome", "Use resolved or needs_follow_up.") from error
                 handoff = self.desk.hand_back(handoff_id, str(data.get("agent_id") or ""), outcome)
-                await push_to_customer(request.app, handoff, HANDED_BACK)
+                await push_to_customer(request.app, handoff, HANDED_BACK, CSAT_BUTTONS)
                 return response.json({"handoff": _json(handoff)})
 
             return await guarded(request, work)

@@ -170,12 +170,17 @@ class SlackChannel(InputChannel):
 
         return app
 
-    async def push(self, sender_id: str, text: str) -> None:
+    async def push(
+        self, sender_id: str, text: str, buttons: list[dict[str, Any]] | None = None
+    ) -> None:
         """Send a direct message to a customer outside a turn (e.g. an agent's reply)."""
         if self.app is None:
             raise RuntimeError("Slack is not configured")
-        user = sender_id.split(".", 1)[-1]
-        await SlackOutput(self.app.client, user, None).send_text_message(sender_id, text)
+        output = SlackOutput(self.app.client, sender_id.split(".", 1)[-1], None)
+        if buttons:
+            await output.send_text_with_buttons(sender_id, text, buttons)
+        else:
+            await output.send_text_message(sender_id, text)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """``/`` health and ``/events`` for Slack's Events API and interactivity."""

@@ -147,11 +147,17 @@ class TelegramChannel(InputChannel):
             )
         logger.info("Telegram channel ready (%s mode)", self.settings.telegram_mode)
 
-    async def push(self, sender_id: str, text: str) -> None:
+    async def push(
+        self, sender_id: str, text: str, buttons: list[dict[str, Any]] | None = None
+    ) -> None:
         """Send a message to a customer outside a turn (e.g. an agent's reply)."""
         if self.bot is None:
             raise RuntimeError("Telegram is not started")
-        await TelegramOutput(self.bot, self.pacer).send_text_message(sender_id, text)
+        output = TelegramOutput(self.bot, self.pacer)
+        if buttons:
+            await output.send_text_with_buttons(sender_id, text, buttons)
+        else:
+            await output.send_text_message(sender_id, text)
 
     async def stop(self) -> None:
         """Stop polling and close the bot's HTTP client."""

@@ -206,6 +206,18 @@ class HandoffDesk:
         }])  # fmt: skip
         return handoff
 
+    def last_handed_back(self, sender_id: str) -> HandoffView | None:
+        """The conversation's most recent handoff that an agent handed back."""
+        with unit_of_work(self._factory) as session:
+            row = session.execute(
+                select(models.Handoff)
+                .where(models.Handoff.sender_id == sender_id, models.Handoff.state == "closed",
+                       models.Handoff.agent_id.is_not(None))
+                .order_by(models.Handoff.handed_back_at.desc(), models.Handoff.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()  # fmt: skip
+            return _view(row) if row else None
+
     def get(self, handoff_id: int) -> HandoffView:
         """One handoff; ``HandoffConflict`` if there is none with that id."""
         with unit_of_work(self._factory) as session:

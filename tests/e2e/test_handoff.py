@@ -88,10 +88,27 @@ def test_an_agent_takes_over_a_telegram_customer_through_the_api(
     back = requests.post(f"{api}/handoffs/{handoff['id']}/handback", headers=auth, timeout=10,
                          json={"agent_id": "U1", "outcome": "resolved"})  # fmt: skip
     assert back.status_code == 200 and back.json()["handoff"]["outcome"] == "resolved"
+    question = fake_telegram.sent_to(chat, before + 2)[-1]
+    assert "rate the help" in question.params["text"]
+    rating = {b["text"]: b["callback_data"] for row in question.params["reply_markup"]
+              ["inline_keyboard"] for b in row}["4"]  # fmt: skip
+    telegram_post(bot_servers, {
+        "update_id": new_id(),
+        "callback_query": {
+            "id": f"cb-csat-{chat}", "chat_instance": "x", "data": rating,
+            "from": {"id": chat, "is_bot": False, "first_name": "Sam"},
+            "message": {"message_id": 2, "date": 0, "chat": {"id": chat, "type": "private"},
+                        "text": question.params["text"]},
+        },
+    })  # fmt: skip
+    assert (
+        "Thank you for your feedback" in fake_telegram.sent_to(chat, before + 3)[-1].params["text"]
+    )
+    assert HandoffDesk(bot_servers.crm_url).get(handoff["id"]).csat == 4
     telegram_post(bot_servers, message_update(chat, "hi"))
-    assert "How can I help" in fake_telegram.sent_to(chat, before + 3)[-1].params["text"]
+    assert "How can I help" in fake_telegram.sent_to(chat, before + 4)[-1].params["text"]
 
     [interaction] = interactions_of(
-        bot_servers, str(chat), lambda d: bool(d) and len(inbound(d[0])) == 4
+        bot_servers, str(chat), lambda d: bool(d) and len(inbound(d[0])) == 5
     )
     assert ("outbound", "Hi! I'm checking order 10001 now.") in interaction["messages"]

@@ -183,3 +183,31 @@ def test_fallback_asks_to_rephrase_then_offers_a_person(domain, dispatcher) -> N
     third = type(dispatcher)()
     ActionHandleFallback().run(third, understood_between, domain)
     assert texts(third) == ["utter_ask_rephrase"]
+
+
+def test_a_rating_is_stored_on_the_handed_back_conversation(
+    actions_crm, domain, dispatcher
+) -> None:
+    import time as clock
+
+    from actions.csat import ActionStoreCsat
+    from crm_bridge.gateway import ConversationRef
+    from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffReason
+
+    desk = HandoffDesk(actions_crm)
+    handoff = desk.request(
+        ConversationRef("tg-5", "telegram", clock.time()), HandoffReason.CUSTOMER_REQUEST
+    )
+    desk.claim(handoff.id, "U1", "Dana")
+    desk.hand_back(handoff.id, "U1", HandbackOutcome.RESOLVED)
+
+    typed = make_tracker(sender="tg-5", text="I'd give it a 3 out of 5", intent="csat")
+    ActionStoreCsat().run(dispatcher, typed, domain)
+    assert desk.get(handoff.id).csat == 3
+    pressed = make_tracker(sender="tg-5", text='/csat{"csat_score":"5"}', intent="csat",
+                           entities=[{"entity": "csat_score", "value": "5"}])  # fmt: skip
+    ActionStoreCsat().run(dispatcher, pressed, domain)
+    assert desk.get(handoff.id).csat == 5
+    unclear = type(dispatcher)()
+    ActionStoreCsat().run(unclear, make_tracker(sender="tg-5", text="great", intent="csat"), domain)
+    assert texts(unclear) == ["Please pick a score from 1 to 5."]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crm_bridge import models
 from crm_bridge.db import session_factory, unit_of_work
 from crm_bridge.gateway import Outcome
-from crm_bridge.sql_gateway import get_or_create_interaction
+from crm_bridge.sql_gateway import find_identity, get_or_create_interaction
 
 logger = logging.getLogger(__name__)
 
@@ -216,12 +216,8 @@ def note_customer_message(
     if isinstance(channel, str) and channel and not interaction.channel:
         interaction.channel = channel
     if interaction.contact_id is None and interaction.channel:
-        interaction.contact_id = session.execute(
-            select(models.ChannelIdentity.contact_id).where(
-                models.ChannelIdentity.channel == interaction.channel,
-                models.ChannelIdentity.external_id == sender,
-            )
-        ).scalar_one_or_none()
+        identity = find_identity(session, interaction.channel, sender)
+        interaction.contact_id = identity.contact_id if identity else None
     intent, _ = intent_of(event)
     if intent and intent not in (interaction.intents or []):
         # Reassign (not append) so SQLAlchemy notices the JSON column changed.

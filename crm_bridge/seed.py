@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from crm_bridge import models
 from crm_bridge.db import session_factory, unit_of_work
+from crm_bridge.sql_gateway import find_identity
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,7 @@ def _seed_contact(session: Session, demo: DemoContact, today: date) -> int:
         session.flush()
         added = 1
     for channel, external_id in demo.identities:
-        exists = session.execute(
-            select(models.ChannelIdentity).where(
-                models.ChannelIdentity.channel == channel,
-                models.ChannelIdentity.external_id == external_id,
-            )
-        ).scalar_one_or_none()
-        if exists is None:
+        if find_identity(session, channel, external_id) is None:
             session.add(
                 models.ChannelIdentity(
                     channel=channel, external_id=external_id, contact_id=contact.id

@@ -66,6 +66,18 @@ def get_or_create_interaction(
     return interaction
 
 
+def find_identity(
+    session: Session, channel: str, external_id: str
+) -> models.ChannelIdentity | None:
+    """The channel identity (channel + the platform's user or conversation id), if known."""
+    return session.execute(
+        select(models.ChannelIdentity).where(
+            models.ChannelIdentity.channel == channel,
+            models.ChannelIdentity.external_id == external_id,
+        )
+    ).scalar_one_or_none()
+
+
 def contact_view(contact: models.Contact) -> ContactView:
     return ContactView(id=contact.id, name=contact.name, email=contact.email, phone=contact.phone)
 
@@ -114,15 +126,8 @@ class SqlCrmGateway:
 
     def find_contact_by_identity(self, channel: str, external_id: str) -> ContactView | None:
         with unit_of_work(self._factory) as session:
-            contact = session.execute(
-                select(models.Contact)
-                .join(models.ChannelIdentity)
-                .where(
-                    models.ChannelIdentity.channel == channel,
-                    models.ChannelIdentity.external_id == external_id,
-                )
-            ).scalar_one_or_none()
-            return contact_view(contact) if contact else None
+            identity = find_identity(session, channel, external_id)
+            return contact_view(identity.contact) if identity else None
 
     def get_contact(self, contact_id: int) -> ContactView:
         """The contact with this id; ``ContactNotFound`` otherwise."""
@@ -142,12 +147,7 @@ class SqlCrmGateway:
         with unit_of_work(self._factory) as session:
             if session.get(models.Contact, contact_id) is None:
                 raise ContactNotFound(f"No contact {contact_id}.")
-            identity = session.execute(
-                select(models.ChannelIdentity).where(
-                    models.ChannelIdentity.channel == channel,
-                    models.ChannelIdentity.external_id == external_id,
-                )
-            ).scalar_one_or_none()
+            identity = find_identity(session, channel, external_id)
             if identity is None:
                 session.add(
                     models.ChannelIdentity(

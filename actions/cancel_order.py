@@ -56,7 +56,7 @@ class ActionCancelOrder(Action):
                 order_number=order.number,
             )
         except CrmError as error:
-            tell_crm_failure(dispatcher, error)
+            tell_crm_failure(dispatcher, error, tracker)
             return reset_order_slots()
         dispatcher.utter_message(
             text=f"I've asked our team to cancel order {order.number} (reference "

@@ -40,7 +40,7 @@ class ActionFileComplaint(Action):
                 order_number=tracker.get_slot("order_number"),
             )
         except CrmError as error:
-            tell_crm_failure(dispatcher, error)
+            tell_crm_failure(dispatcher, error, tracker)
             return events
         follow_up = "by email" if contact and contact.email else "here in this chat"
         dispatcher.utter_message(

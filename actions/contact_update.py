@@ -68,7 +68,7 @@ class ActionUpdateContact(Action):
             dispatcher.utter_message(text=error.message)
             return events
         except CrmError as error:
-            tell_crm_failure(dispatcher, error)
+            tell_crm_failure(dispatcher, error, tracker)
             return events
         label = "email address" if field == "email" else "phone number"
         dispatcher.utter_message(text=f"Done: your {label} is now {value}.")

@@ -33,14 +33,35 @@ def get_handoff_desk() -> HandoffDesk:
 
 
 def reset_gateway() -> None:
-    """Forget the gateway, so the next call reads CRM_DATABASE_URL again (tests, reloads)."""
+    """Forget the gateway and its companions, so the next call reads the environment
+    again (tests, reloads)."""
+    from actions.handoff import get_agent_console, get_business_hours
+
     get_gateway.cache_clear()
     get_handoff_desk.cache_clear()
+    get_agent_console.cache_clear()
+    get_business_hours.cache_clear()
 
 
-def tell_crm_failure(dispatcher: Any, error: CrmError) -> None:
-    """Answer a failed CRM call in the customer's terms (never the backend's text)."""
+def tell_crm_failure(dispatcher: Any, error: CrmError, tracker: Any = None) -> None:
+    """Answer a failed CRM call in the customer's terms (never the backend's text).
+
+    With the conversation's ``tracker``, an unavailable system also hands the
+    conversation to a person when the handoff desk can still record it.
+    """
     logger.warning("CRM call failed: %s", type(error).__name__)
+    if isinstance(error, CrmUnavailable) and tracker is not None:
+        from actions.handoff import start_handoff
+        from crm_bridge.handoff import HandoffReason
+
+        try:
+            start_handoff(
+                dispatcher, tracker, HandoffReason.ACTION_FAILED,
+                intro="Sorry, I can't reach our customer records right now. ",
+            )  # fmt: skip
+            return
+        except CrmError:
+            pass  # the desk is down too: say so and offer a person later
     if isinstance(error, CrmUnavailable):
         dispatcher.utter_message(response="utter_crm_unavailable")
     else:

@@ -77,7 +77,7 @@ class ActionReportDeliveryProblem(Action):
                 order_number=order.number,
             )
         except CrmError as error:
-            tell_crm_failure(dispatcher, error)
+            tell_crm_failure(dispatcher, error, tracker)
             return events
         dispatcher.utter_message(
             text=f"I'm sorry about that. I've opened ticket {ticket.reference} for order "

@@ -1,4 +1,5 @@
-"""Messages the assistant did not understand: ask to rephrase, then offer a person."""
+"""Messages the assistant did not understand: ask to rephrase; on the second miss in a
+row, hand the conversation to a person."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
+
+from actions.handoff import start_handoff
+from crm_bridge.errors import CrmError
+from crm_bridge.handoff import HandoffReason
 
 FALLBACK_INTENT = "nlu_fallback"
 MISSES_BEFORE_OFFERING_A_HUMAN = 2
@@ -30,7 +35,7 @@ def consecutive_misses(tracker: Tracker) -> int:
 
 
 class ActionHandleFallback(Action):
-    """Ask to rephrase; on the second miss in a row, offer a person (buttons)."""
+    """Ask to rephrase; on the second miss in a row, queue a handoff to a person."""
 
     def name(self) -> str:
         return "action_handle_fallback"
@@ -39,7 +44,14 @@ class ActionHandleFallback(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
         if consecutive_misses(tracker) >= MISSES_BEFORE_OFFERING_A_HUMAN:
-            dispatcher.utter_message(response="utter_offer_human")
+            try:
+                start_handoff(
+                    dispatcher, tracker, HandoffReason.REPEATED_FALLBACK,
+                    intro="Sorry, I'm still not sure what you need. ",
+                )  # fmt: skip
+            except CrmError:
+                # No queue to put them in: let them choose (the button retries the handoff).
+                dispatcher.utter_message(response="utter_offer_human")
         else:
             dispatcher.utter_message(response="utter_ask_rephrase")
         # Forget the message so an unfinished form or flow carries on where it was.

@@ -69,7 +69,7 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
         try:
             _, order = verified_order(tracker)
         except CrmError as error:
-            tell_crm_failure(dispatcher, error)
+            tell_crm_failure(dispatcher, error, tracker)
             return {"return_item": None}
         refusal = return_refusal(order, date.today())
         if refusal:
@@ -123,7 +123,7 @@ class ActionSubmitReturn(Action):
             dispatcher.utter_message(text=error.message)
             return events
         except CrmError as error:
-            tell_crm_failure(dispatcher, error)
+            tell_crm_failure(dispatcher, error, tracker)
             return events
         dispatcher.utter_message(
             text=f"Done! Your return {created.reference} for the {created.item} is registered. "

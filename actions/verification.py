@@ -71,7 +71,7 @@ class VerifiedOrderFormValidation(FormValidationAction):
             )
             return {"order_number": None}
         except CrmError as error:
-            return self._crm_failed(dispatcher, error)
+            return self._crm_failed(dispatcher, error, tracker)
         return {"order_number": number}
 
     def validate_email(
@@ -93,7 +93,7 @@ class VerifiedOrderFormValidation(FormValidationAction):
         except OrderNotFound:
             return self._verification_failed(dispatcher, tracker)
         except CrmError as error:
-            return self._crm_failed(dispatcher, error)
+            return self._crm_failed(dispatcher, error, tracker)
         return {"email": str(value).strip().lower(), "verification_failures": 0}
 
     @staticmethod
@@ -108,8 +108,10 @@ class VerifiedOrderFormValidation(FormValidationAction):
         return {"order_number": None, "email": None, "verification_failures": failures}
 
     @staticmethod
-    def _crm_failed(dispatcher: CollectingDispatcher, error: CrmError) -> dict[str, Any]:
-        tell_crm_failure(dispatcher, error)
+    def _crm_failed(
+        dispatcher: CollectingDispatcher, error: CrmError, tracker: Tracker
+    ) -> dict[str, Any]:
+        tell_crm_failure(dispatcher, error, tracker)
         return {"order_number": None, "email": None}
 
 
@@ -139,5 +141,5 @@ def load_verified_order(
     except OrderNotFound:
         dispatcher.utter_message(text="Sorry, I couldn't find that order.")
     except CrmError as error:
-        tell_crm_failure(dispatcher, error)
+        tell_crm_failure(dispatcher, error, tracker)
     return None

@@ -78,6 +78,9 @@ class Settings:
     slack_signing_secret: str = ""
     slack_app_token: str = ""
     slack_api_base_url: str = "https://slack.com/api/"
+    slack_agent_channel: str = ""
+    business_hours: str = ""
+    business_timezone: str = "UTC"
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot start."""
@@ -93,6 +96,11 @@ class Settings:
                 "RASA_ENABLE_API=true needs RASA_API_TOKEN or RASA_JWT_SECRET: "
                 "Rasa's HTTP API can read and rewrite every conversation."
             )
+        if self.slack_agent_channel and not self.slack_bot_token:
+            raise SettingsError("SLACK_AGENT_CHANNEL needs SLACK_BOT_TOKEN (the Slack app).")
+        from bot.business_hours import BusinessHours
+
+        BusinessHours.parse(self.business_hours, self.business_timezone)
         for name, port in (("RASA_PORT", self.rasa_port), ("ACTION_PORT", self.action_port)):
             if not 0 < port < 65536:
                 raise SettingsError(f"{name} must be a TCP port, got {port}")
@@ -128,4 +136,7 @@ def load() -> Settings:
         slack_signing_secret=_env("SLACK_SIGNING_SECRET"),
         slack_app_token=_env("SLACK_APP_TOKEN"),
         slack_api_base_url=_env("SLACK_API_BASE_URL", "https://slack.com/api/"),
+        slack_agent_channel=_env("SLACK_AGENT_CHANNEL"),
+        business_hours=_env("BUSINESS_HOURS"),
+        business_timezone=_env("BUSINESS_TIMEZONE", "UTC"),
     )

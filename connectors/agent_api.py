@@ -1,10 +1,9 @@
 """A small authenticated HTTP API for agent consoles (``/agents/api``).
 
-List queued and held conversations, claim one, reply to the customer on their own
-channel, and hand it back. Every request needs ``Authorization: Bearer <AGENT_API_TOKEN>``;
-without that setting the API is off. Replies reach customers through the channel they
-wrote on (Telegram and Slack can be written to at any time) and are logged in the
-transcript with the agent's name.
+List queued and held conversations, claim one (or take over any conversation from its
+Interaction), reply to the customer on their own channel, and hand it back. Every request
+needs ``Authorization: Bearer <AGENT_API_TOKEN>``; without that setting the API is off.
+The work itself is ``connectors.handoff_service``'s, shared with the agents' Slack channel.
 """
 
 from __future__ import annotations
@@ -24,23 +23,13 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.csat import CSAT_BUTTONS
-from crm_bridge import settings as crm_settings
+from connectors.handoff_service import HandoffService
 from crm_bridge.errors import CrmError, HandoffConflict, InvalidInput
-from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffView
+from crm_bridge.handoff import HandbackOutcome, HandoffView
 
 logger = logging.getLogger(__name__)
 
-JOINED = "{name} from our support team has joined the conversation."
-NOBODY_FREE = (
-    "Sorry, no one from the team could take your conversation just now. Your request is "
-    "kept as a ticket and we'll get back to you within one working day. I'm here meanwhile."
-)
 SWEEP_INTERVAL_SECONDS = 30
-HANDED_BACK = (
-    "Thanks for your patience! You're back with the shop's assistant now. "
-    "How would you rate the help you got, from 1 (poor) to 5 (excellent)?"
-)
 
 
 def _json(handoff: HandoffView) -> dict[str, Any]:
@@ -49,30 +38,6 @@ def _json(handoff: HandoffView) -> dict[str, Any]:
         if hasattr(value, "isoformat"):
             data[key] = value.isoformat()
     return data
-
-
-async def push_to_customer(
-    app: Any, handoff: HandoffView, text: str, buttons: list[dict[str, str]] | None = None
-) -> bool:
-    """Send ``text`` (and buttons) to the customer on their channel; False if it cannot."""
-    for channel in getattr(app.ctx, "input_channels", []):
-        if channel.name() == handoff.channel and hasattr(channel, "push"):
-            await channel.push(handoff.sender_id, text, buttons)
-            return True
-    return False
-
-
-async def expire_unclaimed(
-    desk: HandoffDesk, timeout: timedelta, push: Callable[[HandoffView, str], Awaitable[bool]]
-) -> list[HandoffView]:
-    """Time out handoffs nobody claimed and tell their customers; the bot answers again."""
-    expired = desk.expire_unclaimed(timeout)
-    for handoff in expired:
-        try:
-            await push(handoff, NOBODY_FREE)
-        except Exception:
-            logger.exception("Could not tell a customer that no agent was free")
-    return expired
 
 
 class AgentApiChannel(InputChannel):
@@ -90,17 +55,16 @@ class AgentApiChannel(InputChannel):
         self.token = os.environ.get("AGENT_API_TOKEN", "").strip()
         minutes = os.environ.get("HANDOFF_CLAIM_TIMEOUT_MINUTES", "").strip()
         self.claim_timeout = timedelta(minutes=float(minutes) if minutes else 15)
-        self._desk: HandoffDesk | None = None
+        # Check often enough that a handoff waits at most a third longer than the timeout.
+        self.sweep_interval = max(
+            1.0, min(SWEEP_INTERVAL_SECONDS, self.claim_timeout.total_seconds() / 3)
+        )
+        self._app: Any = None
+        self.service = HandoffService(lambda: self._app)
         self._sweeper: asyncio.Task | None = None
 
     def url_prefix(self) -> str:
         return "/agents/api"
-
-    @property
-    def desk(self) -> HandoffDesk:
-        if self._desk is None:
-            self._desk = HandoffDesk(crm_settings.database_url())
-        return self._desk
 
     def _refused(self, request: Request) -> HTTPResponse | None:
         if not self.token:
@@ -116,14 +80,13 @@ class AgentApiChannel(InputChannel):
 
         @api.listener("after_server_start")
         async def start_sweeper(app: Any, loop: Any) -> None:
-            async def push(handoff: HandoffView, text: str) -> bool:
-                return await push_to_customer(app, handoff, text)
+            self._app = app
 
             async def sweep_forever() -> None:
                 while True:
-                    await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+                    await asyncio.sleep(self.sweep_interval)
                     try:
-                        await expire_unclaimed(self.desk, self.claim_timeout, push)
+                        await self.service.expire_unclaimed(self.claim_timeout)
                     except CrmError as error:
                         logger.warning("Handoff timeout sweep failed (%s)", type(error).__name__)
 
@@ -162,7 +125,8 @@ class AgentApiChannel(InputChannel):
         @api.route("/handoffs", methods=["GET"])
         async def list_handoffs(request: Request) -> HTTPResponse:
             async def work() -> HTTPResponse:
-                return response.json({"handoffs": [_json(h) for h in self.desk.list()]})
+                handoffs = self.service.desk.list()
+                return response.json({"handoffs": [_json(h) for h in handoffs]})
 
             return await guarded(request, work)
 
@@ -170,9 +134,9 @@ class AgentApiChannel(InputChannel):
         async def claim(request: Request, handoff_id: int) -> HTTPResponse:
             async def work() -> HTTPResponse:
                 data = body_of(request)
-                agent_id = str(data.get("agent_id") or "")
-                handoff = self.desk.claim(handoff_id, agent_id, str(data.get("agent_name") or ""))
-                await push_to_customer(request.app, handoff, JOINED.format(name=handoff.agent_name))
+                handoff = await self.service.claim(
+                    handoff_id, str(data.get("agent_id") or ""), str(data.get("agent_name") or "")
+                )
                 return response.json({"handoff": _json(handoff)})
 
             return await guarded(request, work)
@@ -181,10 +145,9 @@ class AgentApiChannel(InputChannel):
         async def reply(request: Request, handoff_id: int) -> HTTPResponse:
             async def work() -> HTTPResponse:
                 data = body_of(request)
-                handoff = self.desk.record_agent_reply(
+                handoff, delivered = await self.service.reply(
                     handoff_id, str(data.get("agent_id") or ""), str(data.get("text") or "")
                 )
-                delivered = await push_to_customer(request.app, handoff, str(data["text"]).strip())
                 return response.json({"delivered": delivered, "handoff": _json(handoff)})
 
             return await guarded(request, work)
@@ -197,8 +160,21 @@ class AgentApiChannel(InputChannel):
                     outcome = HandbackOutcome(data.get("outcome") or "resolved")
                 except ValueError as error:
                     raise InvalidInput("outcome", "Use resolved or needs_follow_up.") from error
-                handoff = self.desk.hand_back(handoff_id, str(data.get("agent_id") or ""), outcome)
-                await push_to_customer(request.app, handoff, HANDED_BACK, CSAT_BUTTONS)
+                handoff = await self.service.hand_back(
+                    handoff_id, str(data.get("agent_id") or ""), outcome
+                )
+                return response.json({"handoff": _json(handoff)})
+
+            return await guarded(request, work)
+
+        @api.route("/interactions/<interaction_id:int>/take", methods=["POST"])
+        async def take_over(request: Request, interaction_id: int) -> HTTPResponse:
+            async def work() -> HTTPResponse:
+                data = body_of(request)
+                handoff = await self.service.take_over(
+                    interaction_id, str(data.get("agent_id") or ""),
+                    str(data.get("agent_name") or ""),
+                )  # fmt: skip
                 return response.json({"handoff": _json(handoff)})
 
             return await guarded(request, work)

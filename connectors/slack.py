@@ -26,6 +26,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import settings as bot_settings
 from connectors.dedupe import Deduplicator
+from connectors.handoff_service import HandoffService
+from connectors.slack_agents import register_agent_console
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ class SlackChannel(InputChannel):
         self.enabled = bool(self.settings.slack_bot_token)
         self.dedupe = Deduplicator(self.settings.redis_url, "rapport:slack:event")
         self.app: AsyncApp | None = None
+        self.sanic_app: Any = None
 
     def build_app(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> AsyncApp:
         """The bolt app with Rapport's listeners."""
@@ -136,8 +139,17 @@ class SlackChannel(InputChannel):
                 )
             )
 
+        agents_channel = self.settings.slack_agent_channel
+        agent_thread_message = None
+        if agents_channel:
+            service = HandoffService(lambda: self.sanic_app)
+            agent_thread_message = register_agent_console(app, service, self.dedupe)
+
         @app.event("message")
         async def direct_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+            if agent_thread_message is not None and event.get("channel") == agents_channel:
+                await agent_thread_message(event, body)
+                return
             if event.get("channel_type") != "im" or event.get("bot_id"):
                 return
             if event.get("subtype") in IGNORED_SUBTYPES or not event.get("user"):
@@ -191,6 +203,7 @@ class SlackChannel(InputChannel):
 
         @slack.listener("after_server_start")
         async def socket_mode(app: Any, loop: Any) -> None:
+            self.sanic_app = app
             if self.app is not None and self.settings.slack_app_token:
                 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 

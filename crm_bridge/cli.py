@@ -72,6 +72,14 @@ def interaction_dict(interaction: models.Interaction, with_transcript: bool) -> 
              "reason": r.reason, "status": r.status}
             for r in interaction.returns
         ],
+        "csat": interaction.csat,
+        "handoffs": [
+            {"id": h.id, "reason": h.reason, "state": h.state, "agent_id": h.agent_id,
+             "agent_name": h.agent_name, "requested_at": _when(h.requested_at),
+             "claimed_at": _when(h.claimed_at), "handed_back_at": _when(h.handed_back_at),
+             "outcome": h.outcome, "csat": h.csat}
+            for h in interaction.handoffs
+        ],
     }  # fmt: skip
     if with_transcript:
         data["transcript"] = [
@@ -140,6 +148,13 @@ def print_interaction(data: dict[str, Any]) -> None:
         print(
             f"  return:   {ret['reference']} order {ret['order']}: {ret['item']} ({ret['reason']})"
         )
+    for h in data["handoffs"]:
+        agent = f"{h['agent_name']} ({h['agent_id']})" if h["agent_id"] else "no agent"
+        print(f"  handoff:  #{h['id']} {h['reason']}, {h['state']}, {agent}; requested "
+              f"{h['requested_at']}, claimed {h['claimed_at'] or '-'}, handed back "
+              f"{h['handed_back_at'] or '-'}, outcome {h['outcome'] or '-'}")  # fmt: skip
+    if data["csat"]:
+        print(f"  csat:     {data['csat']}/5")
     print("Transcript:")
     for line in data["transcript"]:
         who = "customer" if line["direction"] == "inbound" else line["author"]

@@ -57,6 +57,8 @@ class HandoffView:
     agent_name: str | None
     outcome: str | None
     csat: int | None
+    console_channel: str | None = None
+    console_thread: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ def _view(row: models.Handoff) -> HandoffView:
         requested_at=row.requested_at, claimed_at=row.claimed_at,
         handed_back_at=row.handed_back_at, agent_id=row.agent_id, agent_name=row.agent_name,
         outcome=row.outcome, csat=row.csat,
+        console_channel=row.console_channel, console_thread=row.console_thread,
     )  # fmt: skip
 
 
@@ -115,6 +118,68 @@ class HandoffDesk:
                 assert live is not None
                 return _view(live)
             return _view(row)
+
+    def take_over(self, interaction_id: int, agent_id: str, agent_name: str) -> HandoffView:
+        """An agent takes a conversation on their own initiative (from its Interaction).
+
+        A queued handoff of that conversation is claimed; one already held by an agent
+        is a ``HandoffConflict``; otherwise a new handoff starts in the agent's hands.
+        """
+        if not agent_id.strip():
+            raise InvalidInput("agent_id", "An agent id is required.")
+        with unit_of_work(self._factory) as session:
+            interaction = session.get(models.Interaction, interaction_id)
+            if interaction is None:
+                raise InvalidInput("interaction_id", f"No interaction #{interaction_id}.")
+            live = self._live(session, interaction.sender_id)
+            if live is None:
+                row = models.Handoff(
+                    interaction_id=interaction.id, sender_id=interaction.sender_id,
+                    channel=interaction.channel or "rest",
+                    reason=HandoffReason.AGENT_INITIATIVE.value, state="agent",
+                    requested_at=utcnow(), claimed_at=utcnow(), agent_id=agent_id,
+                    agent_name=agent_name or agent_id,
+                )  # fmt: skip
+                try:
+                    with session.begin_nested():
+                        session.add(row)
+                        session.flush()
+                    return _view(row)
+                except IntegrityError:
+                    live = self._live(session, interaction.sender_id)
+            if live is None or live.state != "queued":
+                raise HandoffConflict("An agent already holds this conversation.")
+            handoff_id = live.id
+        return self.claim(handoff_id, agent_id, agent_name)
+
+    def attach_console_thread(self, handoff_id: int, channel: str, thread: str) -> HandoffView:
+        """Remember where the agent console discusses this handoff (a Slack thread)."""
+        with unit_of_work(self._factory) as session:
+            row = self._get(session, handoff_id)
+            row.console_channel, row.console_thread = channel, thread
+            return _view(row)
+
+    def by_console_thread(self, channel: str, thread: str) -> HandoffView | None:
+        """The handoff an agent console thread belongs to, if any."""
+        with unit_of_work(self._factory) as session:
+            row = session.execute(
+                select(models.Handoff)
+                .where(models.Handoff.console_channel == channel,
+                       models.Handoff.console_thread == thread)
+                .order_by(models.Handoff.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()  # fmt: skip
+            return _view(row) if row else None
+
+    def held_by(self, agent_id: str) -> list[HandoffView]:
+        """The conversations this agent holds now."""
+        with unit_of_work(self._factory) as session:
+            rows = session.execute(
+                select(models.Handoff)
+                .where(models.Handoff.state == "agent", models.Handoff.agent_id == agent_id)
+                .order_by(models.Handoff.id)
+            ).scalars()
+            return [_view(row) for row in rows]
 
     def ownership(self, sender_id: str) -> Ownership:
         """Who answers this conversation now."""

@@ -227,7 +227,8 @@ def note_customer_message(
 def refresh_outcome_and_summary(session: Session, interaction: models.Interaction) -> None:
     """Derive the outcome and the one-line summary from what the session holds.
 
-    The most significant of these wins: what actions reported; ``ticket_created`` when
+    The most significant of these wins: what actions reported; ``handed_off`` when the
+    session was handed to a person; ``ticket_created`` when
     the session produced a ticket or a return; ``resolved_by_bot`` when the customer's
     last message was a thank-you or goodbye; otherwise ``abandoned``.
     """
@@ -239,6 +240,8 @@ def refresh_outcome_and_summary(session: Session, interaction: models.Interactio
         session, models.ReturnRequest, interaction
     ):
         candidates.append(Outcome.TICKET_CREATED)
+    if _count(session, models.Handoff, interaction):
+        candidates.append(Outcome.HANDED_OFF)
     last_intent = session.execute(
         select(models.InteractionMessage.intent)
         .where(

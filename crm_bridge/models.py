@@ -152,6 +152,7 @@ class Interaction(Base):
     returns = relationship(
         "ReturnRequest", back_populates="interaction", order_by="ReturnRequest.id"
     )
+    handoffs = relationship("Handoff", back_populates="interaction", order_by="Handoff.id")
 
 
 class InteractionMessage(Base):
@@ -238,6 +239,7 @@ class Handoff(Base):
             postgresql_where=text("state != 'closed'"),
         ),
         Index("ix_handoffs_state_requested", "state", "requested_at"),
+        Index("ix_handoffs_console_thread", "console_channel", "console_thread"),
     )
 
     id = Column(Integer, primary_key=True)
@@ -254,8 +256,11 @@ class Handoff(Base):
     agent_name = Column(String(200))
     outcome = Column(String(30))  # resolved | needs_follow_up | timed_out | cancelled
     csat = Column(Integer)
+    # The agent console's message about this handoff (Slack: channel id and message ts).
+    console_channel = Column(String(100))
+    console_thread = Column(String(100))
 
-    interaction = relationship("Interaction")
+    interaction = relationship("Interaction", back_populates="handoffs")
     ticket = relationship("Ticket")
 
 

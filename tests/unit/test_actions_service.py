@@ -154,10 +154,18 @@ def test_asking_for_a_person_opens_a_ticket(actions_crm, domain, dispatcher) -> 
     ownership = HandoffDesk(actions_crm).ownership("demo-alice")
     assert ownership.owner == "queued" and ownership.handoff is not None
     assert ownership.handoff.reason == "customer_request"
-    assert slot_events(events)["interaction_outcome"] == "handed_off"
+    assert events == []
+    # The Interaction's outcome follows from the handoff recorded on it.
+    from crm_bridge.interaction_log import refresh_outcome_and_summary
+
+    with session_factory(actions_crm)() as session:
+        interaction = session.get(models.Interaction, ticket.interaction_id)
+        refresh_outcome_and_summary(session, interaction)
+        assert interaction.outcome == "handed_off"
+        assert [h.id for h in interaction.handoffs] == [ownership.handoff.id]
 
 
-def test_fallback_asks_to_rephrase_then_offers_a_person(domain, dispatcher) -> None:
+def test_fallback_asks_to_rephrase_then_hands_off(actions_crm, domain, dispatcher) -> None:
     miss = {
         "event": "user", "timestamp": 1_700_000_001.0, "text": "blorp",
         "parse_data": {"intent": {"name": "nlu_fallback", "confidence": 0.3}},
@@ -168,8 +176,19 @@ def test_fallback_asks_to_rephrase_then_offers_a_person(domain, dispatcher) -> N
 
     second = make_tracker(text="wibble", intent="nlu_fallback", earlier_events=[miss])
     again = type(dispatcher)()
-    ActionHandleFallback().run(again, second, domain)
-    assert texts(again) == ["utter_offer_human"]
+    assert ActionHandleFallback().run(again, second, domain) == [UserUtteranceReverted()]
+    [said] = texts(again)
+    assert said.startswith("Sorry, I'm still not sure") and "number 1 in the queue" in said
+    from crm_bridge.handoff import HandoffDesk
+
+    handoff = HandoffDesk(actions_crm).ownership("demo-alice").handoff
+    assert handoff is not None and handoff.reason == "repeated_fallback"
+    # A third miss in a row does not queue (or ticket) the conversation twice.
+    third_miss = type(dispatcher)()
+    ActionHandleFallback().run(third_miss, make_tracker(
+        text="wibble", intent="nlu_fallback", earlier_events=[miss, miss]), domain)  # fmt: skip
+    assert "already with our team" in texts(third_miss)[0]
+    assert len(rows(actions_crm, models.Ticket)) == 1
 
     understood_between = make_tracker(
         text="wibble",

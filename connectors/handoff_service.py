@@ -1,0 +1,143 @@
+"""What an agent does to a conversation, whichever console they use.
+
+The HTTP agent API (``connectors.agent_api``) and the agents' Slack channel
+(``connectors.slack_agents``) both call this service, so a claim, a reply or a
+hand-back has the same effect everywhere: the CRM's HandoffDesk decides (one claim
+wins), the customer hears about it on their own channel, and the handoff's Slack
+thread (when there is one) shows what happened, even when it was done elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from bot.agent_console import AgentConsoleError, SlackAgentConsole
+from bot.csat import CSAT_BUTTONS
+from crm_bridge import settings as crm_settings
+from crm_bridge.errors import CrmError
+from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffView
+
+logger = logging.getLogger(__name__)
+
+JOINED = "{name} from our support team has joined the conversation."
+NOBODY_FREE = (
+    "Sorry, no one from the team could take your conversation just now. Your request is "
+    "kept as a ticket and we'll get back to you within one working day. I'm here meanwhile."
+)
+HANDED_BACK = (
+    "Thanks for your patience! You're back with the shop's assistant now. "
+    "How would you rate the help you got, from 1 (poor) to 5 (excellent)?"
+)
+
+
+async def push_to_customer(
+    app: Any, handoff: HandoffView, text: str, buttons: list[dict[str, str]] | None = None
+) -> bool:
+    """Send ``text`` (and buttons) to the customer on their channel; False if it cannot."""
+    for channel in getattr(app.ctx, "input_channels", []):
+        if channel.name() == handoff.channel and hasattr(channel, "push"):
+            try:
+                await channel.push(handoff.sender_id, text, buttons)
+            except Exception as error:
+                logger.warning("Could not reach a %s customer: %s", handoff.channel, error)
+                return False
+            return True
+    return False
+
+
+class HandoffService:
+    """Claims, replies, hand-backs and timeouts, with their side effects."""
+
+    def __init__(self, app_of: Callable[[], Any]) -> None:
+        self._app_of = app_of
+        self._desk: HandoffDesk | None = None
+        self._console: SlackAgentConsole | None | bool = False
+
+    @property
+    def desk(self) -> HandoffDesk:
+        if self._desk is None:
+            self._desk = HandoffDesk(crm_settings.database_url())
+        return self._desk
+
+    @property
+    def console(self) -> SlackAgentConsole | None:
+        if self._console is False:
+            self._console = SlackAgentConsole.from_environment()
+        return self._console if isinstance(self._console, SlackAgentConsole) else None
+
+    async def push(
+        self, handoff: HandoffView, text: str, buttons: list[dict[str, str]] | None = None
+    ) -> bool:
+        """Send the customer a message on their channel."""
+        return await push_to_customer(self._app_of(), handoff, text, buttons)
+
+    async def note_in_thread(
+        self, handoff: HandoffView, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Tell the handoff's Slack thread (if any); a Slack failure is only logged."""
+        console = self.console
+        if console is None or not handoff.console_thread:
+            return
+        try:
+            await asyncio.to_thread(console.post_in_thread, handoff.console_thread, text, blocks)
+        except AgentConsoleError as error:
+            logger.warning("Could not update the agents' thread: %s", error)
+
+    async def claim(self, handoff_id: int, agent_id: str, agent_name: str) -> HandoffView:
+        """Give the conversation to this agent (HandoffConflict if someone was first)."""
+        from bot.agent_console import handback_blocks
+
+        handoff = self.desk.claim(handoff_id, agent_id, agent_name)
+        await self.push(handoff, JOINED.format(name=handoff.agent_name))
+        await self.note_in_thread(
+            handoff, f"{handoff.agent_name} has the conversation.",
+            handback_blocks(handoff.id, handoff.agent_name or agent_id),
+        )  # fmt: skip
+        return handoff
+
+    async def take_over(self, interaction_id: int, agent_id: str, agent_name: str) -> HandoffView:
+        """An agent takes a live conversation on their own initiative."""
+        handoff = self.desk.take_over(interaction_id, agent_id, agent_name)
+        await self.push(handoff, JOINED.format(name=handoff.agent_name))
+        return handoff
+
+    async def reply(self, handoff_id: int, agent_id: str, text: str) -> tuple[HandoffView, bool]:
+        """The holding agent writes to the customer: transcript first, then delivery."""
+        handoff = self.desk.record_agent_reply(handoff_id, agent_id, text)
+        delivered = await self.push(handoff, text.strip())
+        if not delivered:
+            await self.note_in_thread(
+                handoff, f"Not delivered: the customer's channel ({handoff.channel}) cannot "
+                "receive messages outside a turn. The reply is in the transcript.",
+            )  # fmt: skip
+        return handoff, delivered
+
+    async def hand_back(
+        self, handoff_id: int, agent_id: str, outcome: HandbackOutcome
+    ) -> HandoffView:
+        """The holding agent returns the conversation; the bot asks for a rating."""
+        handoff = self.desk.hand_back(handoff_id, agent_id, outcome)
+        await self.push(handoff, HANDED_BACK, CSAT_BUTTONS)
+        label = outcome.value.replace("_", " ")
+        await self.note_in_thread(
+            handoff, f"{handoff.agent_name} handed the conversation back to the bot ({label})."
+        )
+        return handoff
+
+    async def expire_unclaimed(self, timeout: timedelta) -> list[HandoffView]:
+        """Time out handoffs nobody claimed and tell their customers; the bot answers again."""
+        expired = self.desk.expire_unclaimed(timeout)
+        for handoff in expired:
+            try:
+                await self.push(handoff, NOBODY_FREE)
+                await self.note_in_thread(
+                    handoff, "Nobody claimed this in time: the customer was told their request "
+                    "is kept as a ticket, and the bot answers again.",
+                )  # fmt: skip
+            except (CrmError, AgentConsoleError):
+                logger.exception("Could not tell a customer that no agent was free")
+        return expired

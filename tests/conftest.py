@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,8 @@ def crm_gateway(crm_url: str):
     return SqlCrmGateway.from_url(crm_url)
 
 
-@pytest.fixture
-def postgres_crm_url() -> Iterator[str]:
+@contextmanager
+def postgres_crm() -> Iterator[str]:
     """A fresh PostgreSQL database on 127.0.0.1, migrated and seeded; dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -62,6 +63,13 @@ def postgres_crm_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_crm_url() -> Iterator[str]:
+    """A fresh PostgreSQL CRM for one test."""
+    with postgres_crm() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

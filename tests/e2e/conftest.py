@@ -77,10 +77,11 @@ def _wait_until_up(url: str, processes: list[subprocess.Popen], log_dir: Path) -
 
 
 def start_bot_servers(
-    model: Path, workdir: Path, extra_env: dict[str, str] | None = None
+    model: Path, workdir: Path, extra_env: dict[str, str] | None = None, crm_url: str = ""
 ) -> tuple[BotServers, list[subprocess.Popen]]:
-    """Migrate + seed a CRM in ``workdir`` and start the action and Rasa servers."""
-    crm_url = f"sqlite:///{workdir / 'crm.db'}"
+    """Migrate + seed a CRM (SQLite in ``workdir`` unless ``crm_url`` is given) and start
+    the action and Rasa servers."""
+    crm_url = crm_url or f"sqlite:///{workdir / 'crm.db'}"
     rasa_port, action_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -162,6 +163,7 @@ def fake_telegram() -> Iterator[FakeTelegramApi]:
 
 SLACK_SIGNING_SECRET = "slack-signing-secret-for-tests"
 AGENT_API_TOKEN = "agent-api-token-for-tests"
+SLACK_AGENT_CHANNEL = "CAGENTS0001"
 
 
 @pytest.fixture(scope="session")
@@ -186,6 +188,7 @@ def bot_servers(
         "SLACK_BOT_TOKEN": "xoxb-test-token",
         "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
         "SLACK_API_BASE_URL": fake_slack.base_url,
+        "SLACK_AGENT_CHANNEL": SLACK_AGENT_CHANNEL,
         "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
         "TELEGRAM_SECRET_TOKEN": TELEGRAM_SECRET,
         "TELEGRAM_API_BASE_URL": fake_telegram.base_url,

@@ -20,6 +20,7 @@ class FakeSlackApi(RecordingApi):
     def __init__(self) -> None:
         super().__init__()
         self.post_delay_seconds = 0.0
+        self.messages_posted = 0
 
     @property
     def base_url(self) -> str:
@@ -28,12 +29,16 @@ class FakeSlackApi(RecordingApi):
     def respond(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if method == "chat.postMessage" and self.post_delay_seconds:
             time.sleep(self.post_delay_seconds)
-        self.record(method, params)
+        with self.lock:
+            self.messages_posted += 1
+            ts = f"{int(time.time())}.{self.messages_posted:06d}"  # unique, like Slack's
+        # The ts we answer with is recorded too (as ``_ts``), as Slack's id of the message.
+        self.record(method, {**params, "_ts": ts} if method == "chat.postMessage" else params)
         if method == "auth.test":
             return 200, {
                 "ok": True, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "team_id": TEAM_ID,
                 "user": "rapport", "team": "Rapport", "url": "https://rapport.example/",
             }  # fmt: skip
         if method == "chat.postMessage":
-            return 200, {"ok": True, "channel": params.get("channel"), "ts": f"{time.time():.6f}"}
+            return 200, {"ok": True, "channel": params.get("channel"), "ts": ts}
         return 200, {"ok": True}

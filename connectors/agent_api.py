@@ -57,7 +57,15 @@ async def push_to_customer(
     """Send ``text`` (and buttons) to the customer on their channel; False if it cannot."""
     for channel in getattr(app.ctx, "input_channels", []):
         if channel.name() == handoff.channel and hasattr(channel, "push"):
-            await channel.push(handoff.sender_id, text, buttons)
+            try:
+                await channel.push(handoff.sender_id, text, buttons)
+            except Exception as error:
+                # The claim, reply or hand-back already stands in the CRM; a 500 would tell
+                # the agent it failed. "Not delivered" is the truth.
+                logger.warning(
+                    "Could not push to a %s customer (%s)", handoff.channel, type(error).__name__
+                )
+                return False
             return True
     return False
 

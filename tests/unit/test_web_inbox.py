@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
+from types import SimpleNamespace
 
+from connectors.agent_api import push_to_customer
+from connectors.rest import RestChannel
 from connectors.web import WebChatChannel
 from connectors.web_inbox import WebInbox
+from crm_bridge.handoff import HandoffView
 
 
 async def test_messages_wait_per_conversation_and_are_taken_once() -> None:
@@ -68,3 +73,22 @@ async def test_the_web_channel_pushes_in_the_webhook_reply_shape(monkeypatch) ->
         {"text": "How would you rate us?", "agent": True,
          "buttons": [{"title": "5", "payload": "/csat"}]},
     ]  # fmt: skip
+
+
+def _handoff(sender_id: str) -> HandoffView:
+    now = datetime.now(timezone.utc)
+    return HandoffView(1, sender_id, "web", 1, "customer_request", "held", now, now, None,
+                       "U1", "Dana", None, None)  # fmt: skip
+
+
+async def test_the_agent_api_delivers_to_the_web_inbox_or_says_it_could_not(monkeypatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    web = WebChatChannel()
+    app = SimpleNamespace(ctx=SimpleNamespace(input_channels=[RestChannel(), web]))
+    assert await push_to_customer(app, _handoff("web-a"), "Hi, Dana here.") is True
+    assert await web.inbox.take("web-a") == [{"text": "Hi, Dana here.", "agent": True}]
+
+    # Redis down: the agent hears "not delivered" instead of an error.
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    unreachable = SimpleNamespace(ctx=SimpleNamespace(input_channels=[WebChatChannel()]))
+    assert await push_to_customer(unreachable, _handoff("web-a"), "lost") is False

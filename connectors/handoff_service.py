@@ -43,7 +43,11 @@ async def push_to_customer(
             try:
                 await channel.push(handoff.sender_id, text, buttons)
             except Exception as error:
-                logger.warning("Could not reach a %s customer: %s", handoff.channel, error)
+                # The claim, reply or hand-back already stands in the CRM; "not delivered"
+                # is the truth, a 500 would not be. (Type only: messages may hold secrets.)
+                logger.warning(
+                    "Could not push to a %s customer (%s)", handoff.channel, type(error).__name__
+                )
                 return False
             return True
     return False

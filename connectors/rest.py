@@ -30,6 +30,15 @@ class BadRequest(ValueError):
     """The request cannot be a customer message; the text is safe to show the caller."""
 
 
+def validate_sender(sender: object) -> str:
+    """The conversation id a caller gave, stripped; BadRequest when it cannot be one."""
+    if not isinstance(sender, str) or not sender.strip():
+        raise BadRequest("'sender' must be a non-empty string identifying the conversation.")
+    if len(sender) > MAX_SENDER_CHARS:
+        raise BadRequest(f"'sender' is longer than {MAX_SENDER_CHARS} characters.")
+    return sender.strip()
+
+
 def parse_message_request(body: bytes) -> tuple[str, str, dict[str, Any] | None]:
     """Validate a webhook body and return ``(sender, text, metadata)``."""
     try:
@@ -39,11 +48,7 @@ def parse_message_request(body: bytes) -> tuple[str, str, dict[str, Any] | None]
     if not isinstance(payload, dict):
         raise BadRequest("The body must be a JSON object.")
 
-    sender = payload.get("sender")
-    if not isinstance(sender, str) or not sender.strip():
-        raise BadRequest("'sender' must be a non-empty string identifying the conversation.")
-    if len(sender) > MAX_SENDER_CHARS:
-        raise BadRequest(f"'sender' is longer than {MAX_SENDER_CHARS} characters.")
+    sender = validate_sender(payload.get("sender"))
 
     text = payload.get("message")
     if not isinstance(text, str):
@@ -59,7 +64,7 @@ def parse_message_request(body: bytes) -> tuple[str, str, dict[str, Any] | None]
             raise BadRequest("'metadata' must be a JSON object.")
         if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
             raise BadRequest(f"'metadata' is larger than {MAX_METADATA_BYTES} bytes.")
-    return sender.strip(), text, metadata
+    return sender, text, metadata
 
 
 class RestChannel(InputChannel):

@@ -4,10 +4,15 @@ The page, its script and its style are served by the Rasa server itself, with a
 Content-Security-Policy that forbids any other origin (no CDN, no tracker). Messages go
 to ``POST /chat/webhook``, validated exactly like the REST channel, under the channel
 name ``web``; the conversation id is a random id kept in the browser's localStorage.
+
+What an agent sends outside a turn (``push``: their replies, the rating question after a
+hand-back) waits in the conversation's inbox (``connectors.web_inbox``) until the page
+collects it with ``GET /chat/inbox?sender=<id>``, a long poll.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +23,11 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from connectors.rest import RestChannel
+from bot import settings as bot_settings
+from connectors.rest import BadRequest, RestChannel, validate_sender
+from connectors.web_inbox import InboxUnavailable, WebInbox
+
+logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "web_static"
 URL_PREFIX = "/chat"
@@ -30,6 +39,9 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+# Well under the 60 s after which reverse proxies usually drop a silent request (nginx's
+# proxy_read_timeout), and long enough that an open page asks about three times a minute.
+INBOX_WAIT_SECONDS = 20.0
 CONTENT_TYPES = {
     "chat.js": "application/javascript; charset=utf-8",
     "chat.css": "text/css; charset=utf-8",
@@ -45,6 +57,9 @@ def static_text(name: str) -> str:
 class WebChatChannel(RestChannel):
     """Serves the chat page and takes its messages (channel name ``web``)."""
 
+    def __init__(self) -> None:
+        self.inbox = WebInbox(bot_settings.load().redis_url, "rapport:web:inbox")
+
     @classmethod
     def name(cls) -> str:
         """Identities and interactions from the page are recorded as channel ``web``."""
@@ -54,8 +69,17 @@ class WebChatChannel(RestChannel):
         """An absolute prefix, so the page lives at ``/chat/`` rather than under /webhooks."""
         return URL_PREFIX
 
+    async def push(
+        self, sender_id: str, text: str, buttons: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Keep a message (e.g. an agent's reply) until the customer's page collects it."""
+        message: dict[str, Any] = {"text": text, "agent": True}
+        if buttons:
+            message["buttons"] = buttons
+        await self.inbox.put(sender_id, message)
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        """The page (``/``), its assets, and the REST channel's ``/webhook``."""
+        """The page (``/``), its assets, ``/inbox`` and the REST channel's ``/webhook``."""
         blueprint = Blueprint("rapport_web_chat", __name__)
         self.add_message_route(blueprint, on_new_message)
 
@@ -68,5 +92,21 @@ class WebChatChannel(RestChannel):
             return response.text(
                 static_text(asset), content_type=CONTENT_TYPES[asset], headers=SECURITY_HEADERS
             )
+
+        @blueprint.route("/inbox", methods=["GET"])
+        async def inbox(request: Request) -> HTTPResponse:
+            """The conversation's pushed messages, shaped like webhook replies; waits for one."""
+            try:
+                sender = validate_sender(request.args.get("sender"))
+            except BadRequest as error:
+                return response.json({"error": str(error)}, status=400)
+            try:
+                messages = await self.inbox.wait(sender, INBOX_WAIT_SECONDS)
+            except InboxUnavailable as error:
+                logger.warning("Web chat inbox unavailable: %s", error)
+                return response.json(
+                    {"error": "Messages from our team cannot be fetched right now."}, status=503
+                )
+            return response.json(messages, headers={"Cache-Control": "no-store"})
 
         return blueprint

@@ -1,12 +1,21 @@
 // Rapport web chat: talks to the web channel's webhook on the same server; no outside
 // requests. The conversation id and history stay in this browser's localStorage, so a
-// reload shows the same conversation and continues it.
+// reload shows the same conversation and continues it. What the support team sends (their
+// replies, the rating question after a hand-back) is collected from the inbox with a long
+// poll: one request at a time, waiting on the server for up to ~20 s.
 (function () {
   "use strict";
   var SENDER_KEY = "rapport.chat.sender";
   var HISTORY_KEY = "rapport.chat.history";
   var root = document.querySelector(".chat");
   var webhook = root.getAttribute("data-webhook");
+  var inbox = root.getAttribute("data-inbox");
+  var POLL_GIVE_UP_MS = 35000; // the server answers within ~20 s; a request stuck longer is dropped
+  var POLL_GAP_MS = 1000;      // never a tight loop, even if something answers at once
+  var MAX_BACKOFF_MS = 60000;
+  var polling = null;          // the AbortController of the inbox request in flight
+  var pollTimer = null;
+  var failures = 0;
   var log = document.getElementById("log");
   var form = document.getElementById("composer");
   var input = document.getElementById("message");
@@ -45,7 +54,8 @@
       bubble.textContent = entry.text || "";
       var who = document.createElement("span");
       who.className = "visually-hidden";
-      who.textContent = entry.from === "you" ? "You said: " : "Assistant: ";
+      who.textContent = entry.from === "you" ? "You said: "
+        : entry.agent ? "Support team: " : "Assistant: ";
       bubble.prepend(who);
       item.appendChild(bubble);
       if (entry.buttons && entry.buttons.length) {
@@ -75,7 +85,8 @@
   }
 
   function send(payload, shown) {
-    history.push({ from: "you", text: shown });
+    var mine = { from: "you", text: shown };
+    history.push(mine);
     save(); render(); showStatus("");
     return fetch(webhook, {
       method: "POST",
@@ -92,10 +103,50 @@
       });
       save(); render();
     }).catch(function (error) {
-      // Keep what the customer typed so nothing is lost; let them retry.
-      history.pop(); save(); render();
+      // Keep what the customer typed so nothing is lost; let them retry. (Not pop(): a
+      // message from the team may have arrived after it.)
+      var at = history.indexOf(mine);
+      if (at >= 0) history.splice(at, 1);
+      save(); render();
       input.value = shown;
       showStatus("Sorry, that didn't go through: " + error.message + " Please try again.");
+    });
+  }
+
+  function schedulePoll(delay) {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(pollInbox, delay);
+  }
+
+  function pollInbox() {
+    if (polling) return;
+    var sender = senderId();
+    var controller = new AbortController();
+    var giveUp = setTimeout(function () { controller.abort(); }, POLL_GIVE_UP_MS);
+    polling = controller;
+    fetch(inbox + "?sender=" + encodeURIComponent(sender), {
+      cache: "no-store", signal: controller.signal
+    }).then(function (response) {
+      if (!response.ok) throw new Error("The inbox answered " + response.status);
+      return response.json();
+    }).then(function (messages) {
+      // A request replaced meanwhile ("Start a new conversation") delivers nothing.
+      if (polling !== controller) return true;
+      messages.forEach(function (message) {
+        history.push({ from: "bot", agent: !!message.agent, text: message.text || "",
+                       buttons: message.buttons || [] });
+      });
+      if (messages.length) { save(); render(); }
+      return true;
+    }).catch(function () {
+      return false;
+    }).then(function (ok) {
+      clearTimeout(giveUp);
+      if (polling !== controller) return;
+      polling = null;
+      // On errors, wait longer each time (up to a minute) instead of hammering the server.
+      failures = ok ? 0 : failures + 1;
+      schedulePoll(ok ? POLL_GAP_MS : Math.min(MAX_BACKOFF_MS, 1000 * Math.pow(2, failures)));
     });
   }
 
@@ -111,8 +162,12 @@
     localStorage.removeItem(SENDER_KEY);
     localStorage.removeItem(HISTORY_KEY);
     history = []; render(); input.focus();
+    if (polling) { polling.abort(); polling = null; }
+    failures = 0;
+    schedulePoll(0);
   });
 
   render();
   if (!history.length) send("/greet", "Hi");
+  pollInbox();
 })();

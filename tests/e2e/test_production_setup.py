@@ -1,6 +1,7 @@
 """The production set-up end to end: Rasa with Redis (tracker + lock store) and RabbitMQ
 (event broker). The CRM consumer is started only after the conversation, as after an
-outage: the transcript must arrive complete, once."""
+outage: the transcript must arrive complete, once. A web chat message stored in Redis by
+another instance reaches the page waiting on this one."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from bot.settings import PROJECT_ROOT
+from connectors.web_inbox import REDIS_CHECK_SECONDS, WebInbox
 from crm_bridge.sql_gateway import SqlCrmGateway
 from tests.e2e.conftest import TELEGRAM_TOKEN, BotServers, start_bot_servers, stop_processes
 from tests.e2e.test_conversations import inbound, interactions_of, reply_text
@@ -118,3 +122,32 @@ def test_telegram_polling_feeds_the_same_pipeline(
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     assert client.exists(f"rapport:telegram:update:{update['update_id']}")
     assert client.ttl(f"rapport:telegram:update:{update['update_id']}") > 23 * 3600
+
+
+def test_a_web_chat_page_gets_what_another_instance_stored(
+    production_servers: BotServers,
+) -> None:
+    sender = f"web-e2e-{uuid.uuid4().hex[:8]}"
+    message = {"text": "Hi, Dana here (written on another instance).", "agent": True}
+
+    async def store_as_another_instance() -> None:
+        other = WebInbox(REDIS_URL)
+        try:
+            await other.put(sender, message)
+        finally:
+            await other.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        # The page is already waiting when the message is stored elsewhere.
+        waiting = pool.submit(
+            requests.get, f"{production_servers.rasa_url}/chat/inbox",
+            params={"sender": sender}, timeout=40,
+        )  # fmt: skip
+        time.sleep(1)
+        stored_at = time.monotonic()
+        asyncio.run(store_as_another_instance())
+        answer = waiting.result()
+    assert answer.status_code == 200 and answer.json() == [message]
+    assert time.monotonic() - stored_at < REDIS_CHECK_SECONDS + 3
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    assert not client.exists(f"rapport:web:inbox:{sender}")  # taken: delivered once

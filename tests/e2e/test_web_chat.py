@@ -1,5 +1,6 @@
 """The web chat page in a real headless Chromium: type, read the answer, press a
-button, reload and keep the conversation; no request leaves the server's origin."""
+button, reload and keep the conversation; no request leaves the server's origin. An agent
+takes the conversation over through the agent API and their messages reach the page."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.conftest import BotServers
+from crm_bridge.handoff import HandoffDesk
+from tests.e2e.conftest import AGENT_API_TOKEN, BotServers
 from tests.e2e.test_conversations import inbound, interactions_of
 
 pytestmark = pytest.mark.e2e
@@ -96,3 +98,66 @@ def test_a_customer_chats_in_the_browser(bot_servers: BotServers, browser_page, 
     assert inbound(interaction) == [
         "/greet", "/order_status", "10005", "chloe@example.com", "thank you!",
     ]  # fmt: skip
+
+
+def test_the_inbox_refuses_a_missing_or_oversized_sender(bot_servers: BotServers) -> None:
+    inbox = f"{bot_servers.rasa_url}/chat/inbox"
+    for params in ({}, {"sender": " "}, {"sender": "x" * 129}):
+        response = requests.get(inbox, params=params, timeout=10)
+        assert response.status_code == 400, params
+        assert "'sender'" in response.json()["error"]
+
+
+def test_an_agent_answers_a_web_chat_customer(
+    bot_servers: BotServers, browser_page, tmp_path
+) -> None:
+    page = browser_page
+    origin = bot_servers.rasa_url
+    api = f"{origin}/agents/api"
+    auth = {"Authorization": f"Bearer {AGENT_API_TOKEN}"}
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.goto(f"{origin}/chat/")
+    page.get_by_text("How can I help you today?").wait_for()
+    page.get_by_label("Your message").fill("I want to talk to a human")
+    page.keyboard.press("Enter")
+    page.get_by_text("in the queue").wait_for()
+    sender = page.evaluate("localStorage.getItem('rapport.chat.sender')")
+
+    listed = requests.get(f"{api}/handoffs", headers=auth, timeout=10).json()["handoffs"]
+    [handoff] = [h for h in listed if h["sender_id"] == sender]
+    assert handoff["channel"] == "web"
+    claim = requests.post(f"{api}/handoffs/{handoff['id']}/claim", headers=auth, timeout=10,
+                          json={"agent_id": "U1", "agent_name": "Dana"})  # fmt: skip
+    assert claim.status_code == 200
+    page.get_by_text("Dana from our support team has joined").wait_for()
+
+    answer = "Hi! I'm Dana. Which order is it about?"
+    reply = requests.post(f"{api}/handoffs/{handoff['id']}/reply", headers=auth, timeout=10,
+                          json={"agent_id": "U1", "text": answer})  # fmt: skip
+    assert reply.status_code == 200 and reply.json()["delivered"] is True
+    page.get_by_text(answer).wait_for()
+    # Screen readers hear who wrote it; the log stays the aria-live region.
+    assert "Support team: " in (page.locator("#log li", has_text=answer).text_content() or "")
+    expect(page.get_by_role("log")).to_have_attribute("aria-live", "polite")
+
+    # Taken from the inbox once, kept by the page: a reload shows it exactly once.
+    page.reload()
+    page.get_by_text(answer).wait_for()
+    expect(page.get_by_text(answer)).to_have_count(1)
+
+    back = requests.post(f"{api}/handoffs/{handoff['id']}/handback", headers=auth, timeout=10,
+                         json={"agent_id": "U1", "outcome": "resolved"})  # fmt: skip
+    assert back.status_code == 200
+    page.get_by_text("How would you rate the help you got").wait_for()
+    page.screenshot(path=str(tmp_path / "web-chat-agent.png"))
+    page.get_by_role("button", name="5", exact=True).click()
+    page.get_by_text("Thank you for your feedback").wait_for()
+    assert HandoffDesk(bot_servers.crm_url).get(handoff["id"]).csat == 5
+
+    assert requested and all(url.startswith(origin) for url in requested), requested
+    [interaction] = interactions_of(
+        bot_servers, sender, lambda d: bool(d) and ("outbound", answer) in d[0]["messages"]
+    )
+    assert interaction["channel"] == "web"

@@ -162,6 +162,10 @@ def start_handoff(
     )  # fmt: skip
     reference = f" (reference {ticket.reference})" if ticket else ""
     queue = f" You're number {position} in the queue." if position else ""
+    wait = desk.typical_wait()
+    if position and wait is not None:
+        minutes = max(1, round(wait.total_seconds() * position / 60))
+        queue += f" The wait is usually about {minutes} minute{'s' if minutes > 1 else ''}."
     dispatcher.utter_message(
         text=f"{intro}I've passed your conversation to our support team{reference}.{queue} "
         f"A person will join this chat or get back to you {how}, {OPENING_HOURS_HINT}."

@@ -250,6 +250,19 @@ class HandoffDesk:
             ).scalar_one()
             return int(ahead) + 1
 
+    def typical_wait(self, recent: int = 50) -> timedelta | None:
+        """The median time from request to claim over the latest claimed handoffs."""
+        with unit_of_work(self._factory) as session:
+            rows = session.execute(
+                select(models.Handoff.requested_at, models.Handoff.claimed_at)
+                .where(models.Handoff.claimed_at.is_not(None),
+                       models.Handoff.reason != HandoffReason.AGENT_INITIATIVE.value)
+                .order_by(models.Handoff.claimed_at.desc())
+                .limit(recent)
+            ).all()  # fmt: skip
+        waits = sorted(claimed - requested for requested, claimed in rows)
+        return waits[len(waits) // 2] if waits else None
+
     def record_agent_reply(self, handoff_id: int, agent_id: str, text: str) -> HandoffView:
         """Check the agent holds the conversation and put their reply in the transcript."""
         import time

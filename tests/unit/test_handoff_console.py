@@ -158,3 +158,25 @@ def test_taking_over_a_conversation_the_bot_holds_starts_a_handoff(
     again = desk.take_over(first.interaction_id, "U9", "Lee")
     assert again.id != first.id and again.reason == "agent_initiative"
     assert desk.ownership(again.sender_id).owner == "agent"
+
+
+def test_the_customer_hears_roughly_how_long_the_wait_is(actions_crm: str, dispatcher) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from crm_bridge import models
+    from crm_bridge.db import session_factory
+
+    ask_for_a_person("tg-48", dispatcher)
+    desk = HandoffDesk(actions_crm)
+    earlier = desk.ownership("tg-48").handoff
+    assert earlier is not None and desk.typical_wait() is None
+    desk.claim(earlier.id, "U1", "Dana")
+    with session_factory(actions_crm)() as session, session.begin():
+        session.execute(update(models.Handoff).where(models.Handoff.id == earlier.id).values(
+            requested_at=datetime.now(timezone.utc) - timedelta(minutes=6)))  # fmt: skip
+    assert round(desk.typical_wait().total_seconds() / 60) == 6
+    later = type(dispatcher)()
+    ask_for_a_person("tg-49", later)
+    assert "number 1 in the queue. The wait is usually about 6 minutes." in texts(later)[0]

@@ -159,7 +159,13 @@ class SlackChannel(InputChannel):
 
         @app.event("app_mention")
         async def mention(event: dict[str, Any], body: dict[str, Any]) -> None:
-            if event.get("bot_id") or not event.get("user"):
+            # In the agents' channel a mention is agents' talk (the thread handler has
+            # it), never a customer conversation.
+            if (
+                event.get("bot_id")
+                or not event.get("user")
+                or event.get("channel") == agents_channel
+            ):
                 return
             text = MENTION.sub("", event.get("text") or "").strip()
             thread = event.get("thread_ts") or event.get("ts")

@@ -18,7 +18,7 @@ import requests
 from crm_bridge import models
 from crm_bridge.db import session_factory
 from crm_bridge.handoff import HandoffDesk
-from tests.e2e.conftest import SLACK_AGENT_CHANNEL, BotServers
+from tests.e2e.conftest import SLACK_AGENT_CHANNEL, SLACK_SIGNING_SECRET, BotServers
 from tests.e2e.test_slack import event_body, signed_post
 from tests.e2e.test_telegram import message_update, new_id
 from tests.e2e.test_telegram import post as telegram_post
@@ -30,7 +30,12 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def click(
-    servers: BotServers, message: Any, action_id: str, agent: str, name: str
+    servers: BotServers,
+    message: Any,
+    action_id: str,
+    agent: str,
+    name: str,
+    secret: str = SLACK_SIGNING_SECRET,
 ) -> requests.Response:
     """A signed Block Kit button press by ``agent`` on one of our agents' channel posts."""
     button = next(
@@ -46,7 +51,8 @@ def click(
         "message": {"ts": ts, "text": message.params["text"], "blocks": message.params["blocks"]},
         "actions": [{**button, "type": "button", "block_id": "b", "action_ts": "1.1"}],
     }  # fmt: skip
-    return signed_post(servers, urlencode({"payload": json.dumps(payload)}).encode(), FORM)
+    form = urlencode({"payload": json.dumps(payload)}).encode()
+    return signed_post(servers, form, FORM, secret=secret)
 
 
 def thread_reply(servers: BotServers, thread: str, agent: str, text: str) -> requests.Response:
@@ -135,6 +141,11 @@ def test_a_telegram_customer_is_helped_by_an_agent_in_slack(
         "Sorry about that! Checking with DPD now.",
         "It arrives tomorrow & I'll watch it.",
     ]
+    # Mentioning the bot in the thread is agents' talk, not a new customer conversation.
+    mention = event_body({"type": "app_mention", "user": "UDANA", "channel": SLACK_AGENT_CHANNEL,
+                          "text": "<@UBOT0001> note to self", "ts": f"{time.time():.6f}",
+                          "thread_ts": thread})  # fmt: skip
+    assert signed_post(bot_servers, mention).status_code == 200
     # Someone who does not hold it cannot write to the customer.
     assert thread_reply(bot_servers, thread, "UOTHER", "hello from me").status_code == 200
     [hint] = fake_slack.wait_for("chat.postEphemeral", 1, user="UOTHER", timeout=10)
@@ -159,6 +170,14 @@ def test_a_telegram_customer_is_helped_by_an_agent_in_slack(
         lines = [(m.author, m.text) for m in interaction.messages]
     assert ("agent:Dana", "Sorry about that! Checking with DPD now.") in lines
     assert "hello from me" not in [text for _, text in lines]
+    # The mention above reached neither the customer nor a bot conversation of its own.
+    assert "note to self" not in [text for _, text in lines]
+    assert HandoffDesk(bot_servers.crm_url).ownership(f"{TEAM_ID}.UDANA").owner == "bot"
+    assert not [
+        c
+        for c in fake_slack.calls_to("chat.postMessage", channel=SLACK_AGENT_CHANNEL)
+        if "How can I help" in c.params["text"] or "say it another way" in c.params["text"]
+    ]
 
 
 def test_two_agents_claiming_at_once_one_wins(
@@ -170,6 +189,8 @@ def test_two_agents_claiming_at_once_one_wins(
     handoff = desk.ownership(str(chat)).handoff
     assert handoff is not None
     summary = summary_for(fake_slack, handoff.id)
+    forged = click(bot_servers, summary, "rapport_handoff_claim", "UEVE", "Eve", secret="guess")
+    assert forged.status_code == 401 and desk.get(handoff.id).state == "queued"
     agents = [("UKIM", "Kim"), ("ULEE", "Lee")]
     with ThreadPoolExecutor(max_workers=2) as pool:
         codes = list(pool.map(

@@ -90,3 +90,28 @@ def test_an_agent_claims_and_hands_back_from_the_terminal(
     code, out, _ = run(capsys, crm_url, "hand-back", str(handoff.id), "--agent", "U7")
     assert code == 0 and "resolved" in out
     assert "No conversation" in run(capsys, crm_url, "handoffs")[1]
+
+
+def test_an_interaction_shows_its_handoffs_and_rating(
+    crm_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffReason
+
+    t0 = 1_700_000_000.0
+    InteractionLog(crm_url).record_events(conversation("tg-9", t0))
+    desk = HandoffDesk(crm_url)
+    handoff = desk.request(ConversationRef("tg-9", "rest", t0), HandoffReason.REPEATED_FALLBACK)
+    desk.claim(handoff.id, "U042", "Dana")
+    desk.hand_back(handoff.id, "U042", HandbackOutcome.NEEDS_FOLLOW_UP)
+    desk.record_csat(handoff.id, 4)
+    InteractionLog(crm_url).record_events(conversation("tg-9", t0)[3:4])  # refresh the outcome
+
+    code, out, _ = run(capsys, crm_url, "show-interaction", str(handoff.interaction_id))
+    assert code == 0
+    [line] = [line for line in out.splitlines() if line.strip().startswith("handoff:")]
+    assert "repeated_fallback, closed, Dana (U042)" in line and "outcome needs_follow_up" in line
+    assert "csat:     4/5" in out and "outcome:  handed_off" in out
+    data = json.loads(run(capsys, crm_url, "show-interaction", "1", "--json")[1])
+    [recorded] = data["handoffs"]
+    assert recorded["claimed_at"] != "-" and recorded["handed_back_at"] != "-"
+    assert (recorded["agent_id"], recorded["csat"], data["csat"]) == ("U042", 4, 4)

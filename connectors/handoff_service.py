@@ -104,10 +104,41 @@ class HandoffService:
         return handoff
 
     async def take_over(self, interaction_id: int, agent_id: str, agent_name: str) -> HandoffView:
-        """An agent takes a live conversation on their own initiative."""
+        """An agent takes a live conversation on their own initiative; the agents' channel
+        gets its summary and a thread, as for any handoff."""
         handoff = self.desk.take_over(interaction_id, agent_id, agent_name)
         await self.push(handoff, JOINED.format(name=handoff.agent_name))
+        if self.console is not None and not handoff.console_thread:
+            try:
+                handoff = await asyncio.to_thread(self._announce_taken, handoff)
+            except (AgentConsoleError, CrmError) as error:
+                logger.warning("Could not open a thread for handoff #%s: %s", handoff.id, error)
         return handoff
+
+    def _announce_taken(self, handoff: HandoffView) -> HandoffView:
+        from bot.agent_console import (
+            HandoffSummary,
+            handback_blocks,
+            summary_blocks,
+            without_buttons,
+        )
+
+        console = self.console
+        assert console is not None
+        context = self.desk.context(handoff.id)
+        summary = HandoffSummary(
+            handoff_id=handoff.id, reason=handoff.reason, channel=handoff.channel,
+            contact=context.contact, intents=context.intents, references=context.references,
+            recent=context.recent,
+        )  # fmt: skip
+        name = handoff.agent_name or handoff.agent_id or "An agent"
+        thread = console.announce(summary)
+        console.update(thread, f"Handoff #{handoff.id}", without_buttons(
+            summary_blocks(summary), f"Taken over by {name}"))  # fmt: skip
+        console.post_in_thread(
+            thread, f"{name} has the conversation.", handback_blocks(handoff.id, name)
+        )
+        return self.desk.attach_console_thread(handoff.id, console.channel, thread)
 
     async def reply(self, handoff_id: int, agent_id: str, text: str) -> tuple[HandoffView, bool]:
         """The holding agent writes to the customer: transcript first, then delivery."""

@@ -1,4 +1,5 @@
-"""The agents' side of Slack: Claim and Hand back buttons, ``/handback``, thread replies.
+"""The agents' side of Slack: Claim and Hand back buttons, ``/handback``, ``/takeover``,
+thread replies.
 
 Registered on the same bolt app as the customer channel (``connectors.slack``), so every
 click and message is verified the same way (forged or stale: 401). The work is done by
@@ -141,6 +142,26 @@ def register_agent_console(
             await ack("The CRM is unavailable; please try again in a moment.")
             return
         await ack(f"Handoff #{number} is back with the bot ({outcome.value.replace('_', ' ')}).")
+
+    @app.command("/takeover")
+    async def takeover_command(ack: Any, command: dict[str, Any]) -> None:
+        agent_id = str(command.get("user_id") or "")
+        number = HANDOFF_NUMBER.search(str(command.get("text") or ""))
+        if number is None:
+            await ack(
+                "Usage: /takeover <interaction id> (see `python -m crm_bridge list-interactions`)"
+            )
+            return
+        name = str(command.get("user_name") or agent_id)
+        try:
+            handoff = await service.take_over(int(number.group(1)), agent_id, name)
+        except (HandoffConflict, InvalidInput) as error:
+            await ack(str(getattr(error, "message", "") or error))
+            return
+        except CrmError:
+            await ack("The CRM is unavailable; please try again in a moment.")
+            return
+        await ack(f"You have conversation #{handoff.id} now; its thread is in the agents' channel.")
 
     async def thread_message(event: dict[str, Any], body: dict[str, Any]) -> None:
         """An agent wrote in a handoff's thread: it goes to the customer."""

@@ -62,6 +62,16 @@ class HandoffView:
 
 
 @dataclass(frozen=True)
+class HandoffContext:
+    """What the CRM knows about a handoff's conversation, for an agent console."""
+
+    contact: str | None
+    intents: list[str]
+    references: list[str]
+    recent: list[tuple[str, str]]  # (who, text), oldest first
+
+
+@dataclass(frozen=True)
 class Ownership:
     """``owner`` is ``bot``, ``queued`` or ``agent``; the handoff when not the bot's."""
 
@@ -151,6 +161,28 @@ class HandoffDesk:
                 raise HandoffConflict("An agent already holds this conversation.")
             handoff_id = live.id
         return self.claim(handoff_id, agent_id, agent_name)
+
+    def context(self, handoff_id: int, recent: int = 10) -> HandoffContext:
+        """The conversation as the CRM recorded it: contact, intents, references, and the
+        last ``recent`` transcript lines."""
+        with unit_of_work(self._factory) as session:
+            interaction = self._get(session, handoff_id).interaction
+            contact = interaction.contact
+            who = None
+            if contact is not None:
+                who = f"{contact.name} <{contact.email}>" if contact.email else contact.name
+            lines = [
+                ("Customer" if m.direction == "inbound" else m.author.capitalize(), m.text)
+                for m in interaction.messages
+                if m.text and not m.text.startswith("/")
+            ]
+            return HandoffContext(
+                contact=who,
+                intents=list(interaction.intents or []),
+                references=[t.reference for t in interaction.tickets]
+                + [r.reference for r in interaction.returns],
+                recent=lines[-recent:],
+            )
 
     def attach_console_thread(self, handoff_id: int, channel: str, thread: str) -> HandoffView:
         """Remember where the agent console discusses this handoff (a Slack thread)."""

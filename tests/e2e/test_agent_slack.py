@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from crm_bridge import models
 from crm_bridge.db import session_factory
@@ -210,3 +211,48 @@ def test_two_agents_claiming_at_once_one_wins(
         c.params["text"] for c in fake_telegram.sent_to(chat, 2) if "joined" in c.params["text"]
     ]
     assert len(joined) == 1
+
+
+def slash_command(servers: BotServers, command: str, text: str, agent: str) -> requests.Response:
+    """A signed slash command typed by ``agent`` in the agents' channel."""
+    form = urlencode({
+        "command": command, "text": text, "user_id": agent, "user_name": agent.lower(),
+        "team_id": TEAM_ID, "channel_id": SLACK_AGENT_CHANNEL, "trigger_id": f"t{new_id()}",
+        "response_url": "https://hooks.slack.invalid/x", "token": "legacy", "api_app_id": "A1",
+    }).encode()  # fmt: skip
+    return signed_post(servers, form, FORM)
+
+
+def test_an_agent_takes_over_a_conversation_from_slack(
+    bot_servers: BotServers, fake_slack: FakeSlackApi, fake_telegram: FakeTelegramApi
+) -> None:
+    chat = new_id()
+    telegram_post(bot_servers, message_update(chat, "what are your opening hours?"))
+    fake_telegram.sent_to(chat, 1)
+    deadline = time.monotonic() + 20
+    interaction = None
+    while interaction is None and time.monotonic() < deadline:
+        with session_factory(bot_servers.crm_url)() as session:
+            interaction = session.execute(
+                select(models.Interaction.id).where(models.Interaction.sender_id == str(chat))
+            ).scalar_one_or_none()
+        time.sleep(0.3)
+    assert interaction is not None
+
+    taken = slash_command(bot_servers, "/takeover", str(interaction), "USAM")
+    assert taken.status_code == 200 and "You have conversation" in taken.text
+    assert "from our support team has joined" in fake_telegram.sent_to(chat, 2)[-1].params["text"]
+    handoff = HandoffDesk(bot_servers.crm_url).ownership(str(chat)).handoff
+    assert handoff is not None and handoff.reason == "agent_initiative" and handoff.console_thread
+    [summary] = [c for c in fake_slack.calls_to("chat.postMessage", channel=SLACK_AGENT_CHANNEL)
+                 if c.params["_ts"] == handoff.console_thread]  # fmt: skip
+    assert "what are your opening hours?" in json.dumps(summary.params["blocks"])
+    again = slash_command(bot_servers, "/takeover", str(interaction), "UKIM")
+    assert "already holds" in again.text
+
+    telegram_post(bot_servers, message_update(chat, "oh hello, a person!"))
+    assert thread_posts(fake_slack, handoff.console_thread, 2)[-1].endswith("oh hello, a person!")
+    done = slash_command(bot_servers, "/handback", "follow-up", "USAM")
+    assert f"#{handoff.id} is back with the bot (needs follow up)" in done.text
+    assert HandoffDesk(bot_servers.crm_url).get(handoff.id).outcome == "needs_follow_up"
+    assert "rate the help" in fake_telegram.sent_to(chat, 3)[-1].params["text"]

@@ -12,6 +12,7 @@ The trained model is a handful of NumPy arrays (``.npz``, loaded without pickle)
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -63,6 +64,7 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         self.idf: dict[str, np.ndarray | None] = {}
         self.widths: dict[str, int] = {}
         self.coef = np.zeros((0, 0), dtype=np.float32)
+        self._coef_blocks: list[np.ndarray] = []
         self.intercept = np.zeros(0, dtype=np.float32)
 
     @classmethod
@@ -102,30 +104,38 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
             else:
                 self.idf[origin] = None
 
+    def _block(self, origin: str, messages: list[Message]) -> Any:
+        """One featurizer's columns for the messages, weighted: a CSR matrix of TF-IDF
+        rows for a sparse featurizer, a dense array for a dense one."""
+        idf = self.idf[origin]
+        width = self.widths[origin]
+        blocks = [self._blocks(m).get(origin) for m in messages]
+        if idf is None:
+            rows = [
+                np.zeros((1, width), np.float32) if b is None else np.asarray(b, np.float32)
+                for b in blocks
+            ]
+            return np.vstack(rows) * np.float32(self.config["dense_weight"])
+        matrix = scipy.sparse.vstack(
+            [scipy.sparse.csr_matrix((1, width)) if b is None else b for b in blocks],
+            format="csr",
+            dtype=np.float32,
+        )
+        matrix.data = 1.0 + np.log(np.maximum(matrix.data, 1e-12))  # sublinear tf
+        matrix.data *= idf[matrix.indices]
+        squares = scipy.sparse.csr_matrix(
+            (matrix.data**2, matrix.indices, matrix.indptr), shape=matrix.shape
+        )
+        norms = np.sqrt(np.asarray(squares.sum(axis=1)).ravel())
+        matrix.data /= np.repeat(np.maximum(norms, 1e-12), np.diff(matrix.indptr))
+        return matrix
+
     def features(self, messages: list[Message]) -> scipy.sparse.csr_matrix:
         """The model's input matrix, one row per message (missing blocks are zeros)."""
-        columns = []
-        for origin in self.origins:
-            idf = self.idf[origin]
-            width = self.widths[origin]
-            rows = []
-            for message in messages:
-                block = self._blocks(message).get(origin)
-                rows.append(
-                    scipy.sparse.csr_matrix(block)
-                    if block is not None
-                    else scipy.sparse.csr_matrix((1, width), dtype=np.float32)
-                )
-            matrix = scipy.sparse.vstack(rows).tocsr().astype(np.float32)
-            if idf is not None:
-                matrix.data = 1.0 + np.log(np.maximum(matrix.data, 1e-12))  # sublinear tf
-                matrix = matrix.multiply(idf[None, :]).tocsr()
-                norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1))).ravel()
-                matrix = scipy.sparse.diags(1.0 / np.maximum(norms, 1e-12)) @ matrix
-            else:
-                matrix = matrix * float(self.config["dense_weight"])
-            columns.append(matrix)
-        return scipy.sparse.hstack(columns).tocsr()
+        return scipy.sparse.hstack(
+            [scipy.sparse.csr_matrix(self._block(o, messages)) for o in self.origins],
+            format="csr",
+        )
 
     # -- training ---------------------------------------------------------------------
 
@@ -204,7 +214,17 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
 
     def probabilities(self, messages: list[Message]) -> np.ndarray:
         """Softmax of the regression scores: one row of class probabilities per message."""
-        scores = np.asarray(self.features(messages) @ self.coef.T) + self.intercept
+        # Block by block: no wide matrix is assembled for a message or two.
+        if len(self._coef_blocks) != len(self.origins):
+            # Each block's coefficients as a contiguous [width, classes] array, once.
+            bounds = np.cumsum([0] + [self.widths[o] for o in self.origins])
+            self._coef_blocks = [
+                np.ascontiguousarray(self.coef[:, start:end].T)
+                for start, end in itertools.pairwise(bounds)
+            ]
+        scores = np.tile(self.intercept, (len(messages), 1))
+        for origin, coef in zip(self.origins, self._coef_blocks, strict=True):
+            scores += np.asarray(self._block(origin, messages) @ coef)
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         return np.asarray(exp / exp.sum(axis=1, keepdims=True))

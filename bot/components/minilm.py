@@ -71,6 +71,16 @@ class MiniLM:
             name: np.ascontiguousarray(array.T if name.endswith(PROJECTIONS) else array)
             for name, array in load_file(str(folder / "model.safetensors")).items()
         }
+        # Query, key and value projections fused: one GEMM instead of three per layer.
+        for n in range(LAYERS):
+            p = f"encoder.layer.{n}.attention.self."
+            for part in ("weight", "bias"):
+                self.weights[p + "qkv." + part] = np.ascontiguousarray(
+                    np.concatenate(
+                        [self.weights.pop(p + f"{m}.{part}") for m in ("query", "key", "value")],
+                        axis=-1,
+                    )
+                )
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         # The shipped tokenizer.json pads every text to 128 pieces; batches pad themselves.
@@ -151,13 +161,8 @@ class MiniLM:
         for n in range(last):
             p = f"encoder.layer.{n}."
 
-            def heads(name: str, x: np.ndarray = x, p: str = p) -> np.ndarray:
-                y = _linear(x, w, p + name)
-                return y.reshape(batch, width, HEADS, head).transpose(0, 2, 1, 3)
-
-            q = heads("attention.self.query")
-            k = heads("attention.self.key")
-            v = heads("attention.self.value")
+            qkv = _linear(x, w, p + "attention.self.qkv")
+            q, k, v = qkv.reshape(batch, width, 3, HEADS, head).transpose(2, 0, 3, 1, 4)
             scores = q @ k.transpose(0, 1, 3, 2) * scale + bias
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)

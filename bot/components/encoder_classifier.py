@@ -4,8 +4,8 @@ Sparse sentence features (the CountVectorsFeaturizers' word and character n-gram
 are turned into sublinear TF-IDF, L2-normalised per featurizer: raw counts would let long
 messages and the huge character vocabulary drown the rest. Dense sentence features (the
 sentence encoder's) are kept as they are, times ``dense_weight``. A well-regularised linear
-model on these beats DIET here by several points, trains in a minute instead of an hour,
-and gives calibrated probabilities, which is what the FallbackClassifier thresholds.
+model on these trains on BANKING77 in minutes (DIET's 100 epochs take over an hour there),
+is deterministic, and gives probabilities, which is what the FallbackClassifier thresholds.
 
 The trained model is a handful of NumPy arrays (``.npz``, loaded without pickle).
 """

@@ -149,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(report, indent=2))
     print_table(results)
     for result in results:
+        if "without_fallback" in result:
+            plain = result["without_fallback"]
+            print(
+                f"{result['name']} without the fallback: accuracy {plain['accuracy']:.4f}, "
+                f"macro-F1 {plain['macro_f1']:.4f}"
+            )
         if "threshold_sweep" in result:
             print_sweep(result)
     print(f"written: {path}")

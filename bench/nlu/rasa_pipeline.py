@@ -74,7 +74,12 @@ def run_rasa_pipeline(
         model_bytes = Path(model).stat().st_size
         predicted, top, latencies = asyncio.run(_parse_all(model, test.texts))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    extra: dict[str, Any] = {"fallback_threshold": _fallback_threshold(config_path)}
+    extra: dict[str, Any] = {
+        "fallback_threshold": _fallback_threshold(config_path),
+        # The classifier's own answer, as if the FallbackClassifier were off: comparable
+        # with the baseline and published figures, which have no fallback.
+        "without_fallback": scores(test.labels, [name for name, _ in top]),
+    }
     if OOS in test.labels:
         extra["threshold_sweep"] = threshold_sweep(test.labels, top, SWEEP)
     return {

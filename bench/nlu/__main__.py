@@ -148,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"{args.dataset}.json"
     path.write_text(json.dumps(report, indent=2))
     print_table(results)
+    for result in results:
+        if "without_fallback" in result:
+            plain = result["without_fallback"]
+            print(
+                f"{result['name']} without the fallback: accuracy {plain['accuracy']:.4f}, "
+                f"macro-F1 {plain['macro_f1']:.4f}"
+            )
+        if "threshold_sweep" in result:
+            print_sweep(result)
     print(f"written: {path}")
     return 0
 
@@ -174,6 +183,18 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"{result[key]:>10.3f}" if key in result else f"{'-':>10}" for key, _ in columns
         )
         print(f"{result['name']:<16}{cells}")
+
+
+def print_sweep(result: dict[str, Any]) -> None:
+    """In-scope accuracy / OOS recall per fallback threshold (choose the threshold here)."""
+    print(
+        f"{result['name']}: fallback threshold sweep (configured: {result['fallback_threshold']})"
+    )
+    for row in result["threshold_sweep"]:
+        print(
+            f"  threshold {row['threshold']:.2f}: in-scope {row['in_scope_accuracy']:.4f}"
+            f"  oos recall {row['oos_recall']:.4f}  accuracy {row['accuracy']:.4f}"
+        )
 
 
 if __name__ == "__main__":

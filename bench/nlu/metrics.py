@@ -27,6 +27,19 @@ def scores(gold: list[str], predicted: list[str]) -> dict[str, float]:
     return result
 
 
+def threshold_sweep(
+    gold: list[str], top: list[tuple[str, float]], thresholds: list[float]
+) -> list[dict[str, float]]:
+    """In-scope accuracy and out-of-scope recall if the fallback fired below each
+    threshold, from each message's best in-scope-or-``oos`` intent and its confidence
+    (how the FallbackClassifier threshold is chosen on a validation split)."""
+    rows = []
+    for threshold in thresholds:
+        predicted = [OOS if confidence < threshold else name for name, confidence in top]
+        rows.append({"threshold": threshold, **scores(gold, predicted)})
+    return rows
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) of the values, nearest rank."""
     ordered = sorted(values)

@@ -206,7 +206,9 @@ class ActionRelayToAgent(Action):
         try:
             handoff = get_handoff_desk().ownership(tracker.sender_id).handoff
             if handoff is not None and handoff.console_thread:
-                console.relay_customer_message(handoff.console_thread, text)
+                console.relay_customer_message(
+                    handoff.console_thread, text, handoff.console_channel
+                )
         except (AgentConsoleError, CrmError) as error:
             # The transcript still has it; the agent can read it there.
             logger.warning("Could not relay a customer message to the agent: %s", error)

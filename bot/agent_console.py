@@ -136,15 +136,20 @@ class SlackAgentConsole:
         return str(reply["ts"])
 
     def post_in_thread(
-        self, thread: str, text: str, blocks: list[dict[str, Any]] | None = None
-    ) -> None:
-        """A note or a relayed customer message in the handoff's thread."""
+        self, thread: str, text: str, blocks: list[dict[str, Any]] | None = None,
+        channel: str | None = None,
+    ) -> None:  # fmt: skip
+        """A note or a relayed customer message in the handoff's thread (in ``channel``,
+        where the handoff was announced; by default the configured agents' channel)."""
         extra = {"blocks": blocks} if blocks else {}
-        self._call("chat_postMessage", channel=self.channel, thread_ts=thread, text=text, **extra)
+        self._call(
+            "chat_postMessage", channel=channel or self.channel, thread_ts=thread, text=text,
+            **extra,
+        )  # fmt: skip
 
-    def relay_customer_message(self, thread: str, text: str) -> None:
+    def relay_customer_message(self, thread: str, text: str, channel: str | None = None) -> None:
         """A customer's message, as it arrived, in the thread the agent works in."""
-        self.post_in_thread(thread, f":speech_balloon: *Customer:* {text}")
+        self.post_in_thread(thread, f":speech_balloon: *Customer:* {text}", channel=channel)
 
     def update(self, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         """Rewrite a message of ours (e.g. the summary once it is claimed)."""

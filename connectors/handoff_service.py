@@ -87,7 +87,10 @@ class HandoffService:
         if console is None or not handoff.console_thread:
             return
         try:
-            await asyncio.to_thread(console.post_in_thread, handoff.console_thread, text, blocks)
+            await asyncio.to_thread(
+                console.post_in_thread, handoff.console_thread, text, blocks,
+                handoff.console_channel,
+            )  # fmt: skip
         except AgentConsoleError as error:
             logger.warning("Could not update the agents' thread: %s", error)
 

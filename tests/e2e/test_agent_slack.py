@@ -21,7 +21,7 @@ from crm_bridge.db import session_factory
 from crm_bridge.handoff import HandoffDesk
 from tests.e2e.conftest import SLACK_AGENT_CHANNEL, SLACK_SIGNING_SECRET, BotServers
 from tests.e2e.test_slack import event_body, signed_post
-from tests.e2e.test_telegram import message_update, new_id
+from tests.e2e.test_telegram import message_update, new_id, press_telegram_button
 from tests.e2e.test_telegram import post as telegram_post
 from tests.fakes.slack_api import TEAM_ID, FakeSlackApi
 from tests.fakes.telegram_api import FakeTelegramApi
@@ -62,21 +62,6 @@ def thread_reply(servers: BotServers, thread: str, agent: str, text: str) -> req
         "type": "message", "channel": SLACK_AGENT_CHANNEL, "channel_type": "channel",
         "user": agent, "text": text, "ts": f"{time.time():.6f}", "thread_ts": thread,
     }))  # fmt: skip
-
-
-def press_telegram_button(servers: BotServers, chat: int, question: Any, title: str) -> None:
-    """The Telegram customer presses one of a message's inline buttons."""
-    keyboard = question.params["reply_markup"]["inline_keyboard"]
-    data = {b["text"]: b["callback_data"] for row in keyboard for b in row}[title]
-    telegram_post(servers, {
-        "update_id": new_id(),
-        "callback_query": {
-            "id": f"cb-{new_id()}", "chat_instance": "x", "data": data,
-            "from": {"id": chat, "is_bot": False, "first_name": "Sam"},
-            "message": {"message_id": 2, "date": 0, "chat": {"id": chat, "type": "private"},
-                        "text": question.params["text"]},
-        },
-    })  # fmt: skip
 
 
 def summary_for(slack: FakeSlackApi, handoff_id: int) -> Any:

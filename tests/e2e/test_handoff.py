@@ -45,7 +45,7 @@ def test_an_agent_takes_over_a_telegram_customer_through_the_api(
     import requests
 
     from tests.e2e.conftest import AGENT_API_TOKEN
-    from tests.e2e.test_telegram import message_update, new_id
+    from tests.e2e.test_telegram import message_update, new_id, press_telegram_button
     from tests.e2e.test_telegram import post as telegram_post
 
     api = f"{bot_servers.rasa_url}/agents/api"
@@ -90,17 +90,7 @@ def test_an_agent_takes_over_a_telegram_customer_through_the_api(
     assert back.status_code == 200 and back.json()["handoff"]["outcome"] == "resolved"
     question = fake_telegram.sent_to(chat, before + 2)[-1]
     assert "rate the help" in question.params["text"]
-    rating = {b["text"]: b["callback_data"] for row in question.params["reply_markup"]
-              ["inline_keyboard"] for b in row}["4"]  # fmt: skip
-    telegram_post(bot_servers, {
-        "update_id": new_id(),
-        "callback_query": {
-            "id": f"cb-csat-{chat}", "chat_instance": "x", "data": rating,
-            "from": {"id": chat, "is_bot": False, "first_name": "Sam"},
-            "message": {"message_id": 2, "date": 0, "chat": {"id": chat, "type": "private"},
-                        "text": question.params["text"]},
-        },
-    })  # fmt: skip
+    press_telegram_button(bot_servers, chat, question, "4")
     assert (
         "Thank you for your feedback" in fake_telegram.sent_to(chat, before + 3)[-1].params["text"]
     )

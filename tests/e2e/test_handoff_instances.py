@@ -24,8 +24,7 @@ from tests.e2e.conftest import (
     start_bot_servers,
     stop_processes,
 )
-from tests.e2e.test_agent_slack import press_telegram_button
-from tests.e2e.test_telegram import message_update, new_id
+from tests.e2e.test_telegram import message_update, new_id, press_telegram_button
 from tests.e2e.test_telegram import post as telegram_post
 from tests.fakes.telegram_api import FakeTelegramApi
 

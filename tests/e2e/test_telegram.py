@@ -51,6 +51,21 @@ def post(
     return requests.post(url, json=update, headers=headers, timeout=60)
 
 
+def press_telegram_button(servers: BotServers, chat: int, question: Any, title: str) -> None:
+    """The Telegram customer presses one of a message's inline buttons."""
+    keyboard = question.params["reply_markup"]["inline_keyboard"]
+    data = {b["text"]: b["callback_data"] for row in keyboard for b in row}[title]
+    post(servers, {
+        "update_id": new_id(),
+        "callback_query": {
+            "id": f"cb-{new_id()}", "chat_instance": "x", "data": data,
+            "from": {"id": chat, "is_bot": False, "first_name": "Sam"},
+            "message": {"message_id": 2, "date": 0, "chat": {"id": chat, "type": "private"},
+                        "text": question.params["text"]},
+        },
+    })  # fmt: skip
+
+
 def test_the_webhook_is_registered_with_a_secret(bot_servers, fake_telegram) -> None:
     [registration] = fake_telegram.calls_to("setWebhook")
     assert registration.params["secret_token"] == TELEGRAM_SECRET

@@ -26,7 +26,7 @@ from actions.identity import conversation_ref, linked_contact
 from bot import settings as bot_settings
 from bot.agent_console import AgentConsoleError, HandoffSummary, SlackAgentConsole
 from bot.business_hours import BusinessHours
-from crm_bridge.errors import CrmError
+from crm_bridge.errors import CrmError, CrmUnavailable
 from crm_bridge.gateway import ContactView, TicketCategory
 from crm_bridge.handoff import HandoffReason
 
@@ -146,6 +146,9 @@ def start_handoff(
     hours = get_business_hours()
     now = datetime.now(timezone.utc)
     if not hours.is_open(now):
+        if ticket is None:
+            # Nothing would be recorded for the team to answer: never promise a reply.
+            raise CrmUnavailable("No ticket could be opened outside business hours.")
         opening = hours.next_opening(now)
         when = f" from {opening:%A %H:%M} ({opening.tzname()})" if opening else " soon"
         reference = f" under reference {ticket.reference}" if ticket else ""

@@ -180,3 +180,20 @@ def test_the_customer_hears_roughly_how_long_the_wait_is(actions_crm: str, dispa
     later = type(dispatcher)()
     ask_for_a_person("tg-49", later)
     assert "number 1 in the queue. The wait is usually about 6 minutes." in texts(later)[0]
+
+
+def test_outside_business_hours_nothing_is_promised_when_no_ticket_can_be_opened(
+    actions_crm: str, monkeypatch: pytest.MonkeyPatch, dispatcher
+) -> None:
+    from actions.crm import get_gateway, get_handoff_desk
+
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%a").lower()
+    monkeypatch.setenv("BUSINESS_HOURS", f"{tomorrow} 00:00-24:00")
+    reset_gateway()
+    get_handoff_desk()  # the handoff desk keeps the working database...
+    monkeypatch.setenv("CRM_DATABASE_URL", "sqlite:////nonexistent/dir/crm.db")
+    get_gateway.cache_clear()  # ...while the CRM records are unreachable
+    tracker = make_tracker(sender="tg-50", text="cancel order 10001", intent="cancel_order")
+    tell_crm_failure(dispatcher, CrmUnavailable("orders backend down"), tracker)
+    assert texts(dispatcher) == ["utter_crm_unavailable"]
+    assert HandoffDesk(actions_crm).ownership("tg-50").owner == "bot"

@@ -188,7 +188,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
 def print_sweep(result: dict[str, Any]) -> None:
     """In-scope accuracy / OOS recall per fallback threshold (choose the threshold here)."""
     print(
-        f"{result['name']}: fallback threshold sweep (configured: {result['fallback_threshold']})"
+        f"{result['name']}: fallback threshold sweep (configured: "
+        f"{result['fallback_threshold']}; ambiguity threshold {result['ambiguity_threshold']} "
+        "applied throughout)"
     )
     for row in result["threshold_sweep"]:
         print(

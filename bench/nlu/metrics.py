@@ -28,14 +28,22 @@ def scores(gold: list[str], predicted: list[str]) -> dict[str, float]:
 
 
 def threshold_sweep(
-    gold: list[str], top: list[tuple[str, float]], thresholds: list[float]
+    gold: list[str],
+    top: list[tuple[str, float, float]],
+    thresholds: list[float],
+    ambiguity: float = 0.0,
 ) -> list[dict[str, float]]:
-    """In-scope accuracy and out-of-scope recall if the fallback fired below each
-    threshold, from each message's best in-scope-or-``oos`` intent and its confidence
-    (how the FallbackClassifier threshold is chosen on a validation split)."""
+    """In-scope accuracy and out-of-scope recall if the fallback fired at each threshold,
+    from each message's best in-scope-or-``oos`` intent, its confidence and the runner-up's
+    confidence (how the FallbackClassifier threshold is chosen on a validation split).
+    Like the FallbackClassifier, it also fires when the best two are closer than
+    ``ambiguity`` (its ``ambiguity_threshold``)."""
     rows = []
     for threshold in thresholds:
-        predicted = [OOS if confidence < threshold else name for name, confidence in top]
+        predicted = [
+            OOS if confidence < threshold or confidence - second < ambiguity else name
+            for name, confidence, second in top
+        ]
         rows.append({"threshold": threshold, **scores(gold, predicted)})
     return rows
 

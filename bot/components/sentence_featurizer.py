@@ -14,6 +14,7 @@ as shipped and nothing is stored.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from typing import Any
@@ -26,7 +27,7 @@ from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.constants import DENSE_FEATURIZABLE_ATTRIBUTES, TOKENS_NAMES
 from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
 from rasa.nlu.tokenizers.tokenizer import Tokenizer
-from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.exceptions import InvalidConfigException, RasaException
 from rasa.shared.nlu.constants import ACTION_TEXT, INTENT, INTENT_RESPONSE_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
@@ -147,6 +148,12 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         labels = [str(m.get(INTENT_RESPONSE_KEY) or m.get(INTENT)) for m in examples]
         if epochs == 0 or len(set(labels)) < 2:
             return self._resource
+        if importlib.util.find_spec("torch") is None:
+            raise RasaException(
+                "SentenceEncoderFeaturizer: fine_tune_epochs > 0 needs PyTorch at training "
+                "time; install requirements-training.txt (make install does) or set "
+                "fine_tune_epochs: 0 in config.yml"
+            )
         from bot.components import minilm_tuning
 
         started = time.perf_counter()

@@ -15,7 +15,7 @@ from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import (
     CountVectorsFeaturizer,
 )
 from rasa.nlu.tokenizers.whitespace_tokenizer import WhitespaceTokenizer
-from rasa.shared.exceptions import InvalidConfigException
+from rasa.shared.exceptions import InvalidConfigException, RasaException
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
@@ -263,3 +263,18 @@ def test_featurizer_rejects_bad_fine_tuning_settings(tmp_path: Path, override: d
             {**SentenceEncoderFeaturizer.get_default_config(), **override},
             LocalModelStorage(tmp_path), Resource("enc"), context("enc"),
         )  # fmt: skip
+
+
+def test_fine_tuning_without_pytorch_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "torch" else real_find_spec(name, *args),
+    )
+    with pytest.raises(RasaException, match="requirements-training.txt"):
+        tuned_featurizer(tmp_path, epochs=1)

@@ -45,7 +45,6 @@ HEAD_SCALE = 20.0
 HEAD_LR_FACTOR = 20.0
 WARMUP_FRACTION = 0.06
 DROPOUT = 0.1
-MAX_TOKENS = 64
 
 
 def fine_tune(
@@ -139,14 +138,15 @@ def _length_bucketed_batches(
 def _tensors(tokenizer: Any, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     import torch
 
+    # The tokenizer truncates as it does at inference (minilm.tokenizer), so training
+    # sees exactly the word pieces the server will.
     encodings = tokenizer.encode_batch(texts)
-    width = min(MAX_TOKENS, max(len(e.ids) for e in encodings))
+    width = max(len(e.ids) for e in encodings)
     ids = torch.zeros(len(texts), width, dtype=torch.long)
     mask = torch.zeros(len(texts), width)
     for row, encoding in enumerate(encodings):
-        pieces = encoding.ids[:width]
-        ids[row, : len(pieces)] = torch.tensor(pieces)
-        mask[row, : len(pieces)] = 1.0
+        ids[row, : len(encoding.ids)] = torch.tensor(encoding.ids)
+        mask[row, : len(encoding.ids)] = 1.0
     return ids, mask
 
 

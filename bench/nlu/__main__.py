@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["rasa-default"],
         help="also run Rasa's default pipeline (slow: over an hour on BANKING77)",
     )
-    parser.add_argument("--epochs", type=int, help="override epochs (smoke runs)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="override every component's epochs, fine-tuning's included (smoke runs)",
+    )
     parser.add_argument("--intents", type=int, help="use only the first N intents (smoke runs)")
     parser.add_argument("--per-intent", type=int, default=1000, help="with --intents")
     parser.add_argument("--seed", type=int, default=0)

@@ -31,6 +31,8 @@ def benchmark_config(config_path: Path, epochs: int | None) -> dict[str, Any]:
         for component in pipeline:
             if "epochs" in component or component["name"] == "DIETClassifier":
                 component["epochs"] = epochs
+            if "fine_tune_epochs" in component:  # the sentence encoder's fine-tuning
+                component["fine_tune_epochs"] = epochs
     return {"recipe": "default.v1", "language": "en", "pipeline": pipeline,
             "assistant_id": "nlu-benchmark", "policies": []}  # fmt: skip
 

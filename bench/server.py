@@ -86,12 +86,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bot_model() -> Path:
-    """The assistant's current model (``python -m bot train`` prints its path last)."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "bot", "train"], cwd=PROJECT_ROOT,
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return Path(completed.stdout.strip().splitlines()[-1])
+    """The assistant's current model, trained first if its inputs changed."""
+    from bot.train import train_if_needed
+
+    return train_if_needed()
 
 
 def free_port() -> int:

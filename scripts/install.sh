@@ -30,10 +30,14 @@ export MPLSETUPCFG="$PWD/scripts/mplsetup.cfg"
 "$VENV/bin/pip" install -q --upgrade "pip<25" wheel "setuptools<70" 2> >(grep -v "is ignored" >&2)
 "$VENV/bin/pip" install -q --ignore-requires-python -c constraints.txt -r requirements.txt -r requirements-dev.txt 2> >(grep -v "is ignored" >&2)
 "$VENV/bin/pip" install -q --no-deps -r requirements-models.txt 2> >(grep -v "is ignored" >&2)
-# The CPU build of torch lies in the machine's wheel folder (see requirements-training.txt).
-find_links=()
-[ -d /opt/wheels ] && find_links=(--find-links /opt/wheels)
-"$VENV/bin/pip" install -q --no-deps "${find_links[@]}" -c constraints.txt -r requirements-training.txt 2> >(grep -v "is ignored" >&2)
+# The CPU build of torch (+cpu) lies in this workplace's wheel folder; on any other
+# machine it comes from PyTorch's own CPU index (see requirements-training.txt).
+if [ -d /opt/wheels ]; then
+  torch_source=(--find-links /opt/wheels)
+else
+  torch_source=(--extra-index-url https://download.pytorch.org/whl/cpu)
+fi
+"$VENV/bin/pip" install -q --no-deps "${torch_source[@]}" -c constraints.txt -r requirements-training.txt 2> >(grep -v "is ignored" >&2)
 # The model wheel's declared sentence-transformers and torch's setuptools>=77 are
 # deliberately unmet (see requirements-models.txt and requirements-training.txt); any
 # other broken requirement still fails the install.

@@ -10,6 +10,11 @@ With ``fine_tune_epochs`` > 0 the featurizer first tunes the encoder on the trai
 data's intents (:mod:`bot.components.minilm_tuning`, PyTorch at training time only) and
 stores the tuned weights (float16, ~21 MB) with the model; without it the encoder is used
 as shipped and nothing is stored.
+
+With ``quantize`` (the default) the encoder runs with compact int8/float16 weights in
+PyTorch (:mod:`bot.components.minilm_torch`), in training and serving alike, so the classifier
+learns from the features it will see. Where PyTorch is not installed it falls back, with
+a warning, to the float32 NumPy encoder: slower, with features that differ slightly.
 """
 
 from __future__ import annotations
@@ -58,7 +63,12 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             "fine_tune_epochs": 0,
             "fine_tune_learning_rate": 1e-4,
             "fine_tune_batch_size": 32,
+            # Bottom encoder layers kept as shipped while tuning (faster, same accuracy).
+            "fine_tune_frozen_layers": 2,
             "random_seed": 0,
+            # int8/float16 weights (PyTorch): a lone message twice as fast (p99 44 ->
+            # 19 ms on the 2-core dev machine), same intent accuracy.
+            "quantize": True,
         }
 
     @classmethod
@@ -81,6 +91,17 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
                     f"SentenceEncoderFeaturizer: '{key}' must be a whole number "
                     f"({'0 or more' if key == 'fine_tune_epochs' else '1 or more'}), not {value!r}"
                 )
+        frozen = config.get("fine_tune_frozen_layers")
+        if not isinstance(frozen, int) or not 0 <= frozen < minilm.LAYERS:
+            raise InvalidConfigException(
+                f"SentenceEncoderFeaturizer: 'fine_tune_frozen_layers' must be a whole "
+                f"number 0..{minilm.LAYERS - 1}, not {frozen!r}"
+            )
+        if not isinstance(config.get("quantize"), bool):
+            raise InvalidConfigException(
+                f"SentenceEncoderFeaturizer: 'quantize' must be true or false, "
+                f"not {config.get('quantize')!r}"
+            )
         rate = config.get("fine_tune_learning_rate")
         if not isinstance(rate, (int, float)) or not 0 < rate < 1:
             raise InvalidConfigException(
@@ -101,6 +122,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         self._resource = resource
         # None: the shipped encoder, shared by every component in the process.
         self._tuned: minilm.MiniLM | None = None
+        self._warned_no_torch = False
 
     @classmethod
     def create(
@@ -125,7 +147,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         component = cls(config, execution_context.node_name, model_storage, resource)
         tuned = read_arrays(model_storage, resource, TUNED_FILE)
         if tuned is not None:  # else not fine-tuned: the shipped encoder
-            component._tuned = minilm.MiniLM(minilm.model_dir(), tuned)
+            component._tuned = minilm.MiniLM(minilm.model_dir(), tuned, component.quantized)
         return component
 
     @staticmethod
@@ -135,7 +157,23 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
     @property
     def encoder(self) -> minilm.MiniLM:
         """The encoder this featurizer runs: its tuned one, or the shared shipped one."""
-        return self._tuned or minilm.shared_encoder()
+        return self._tuned or minilm.shared_encoder(self.quantized)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the encoder runs with int8 weights: asked for, and PyTorch is here."""
+        if not self._config["quantize"]:
+            return False
+        if importlib.util.find_spec("torch") is None:
+            if not self._warned_no_torch:
+                self._warned_no_torch = True
+                logger.warning(
+                    "SentenceEncoderFeaturizer: quantize is on but PyTorch is not "
+                    "installed; running the float32 NumPy encoder instead (slower). "
+                    "Install requirements-training.txt or set quantize: false."
+                )
+            return False
+        return True
 
     def train(self, training_data: TrainingData) -> Resource:
         """Fine-tune the encoder on the intent examples (when ``fine_tune_epochs`` > 0)
@@ -167,6 +205,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
             learning_rate=float(self._config["fine_tune_learning_rate"]),
             batch_size=int(self._config["fine_tune_batch_size"]),
             seed=int(self._config["random_seed"]),
+            frozen_layers=int(self._config["fine_tune_frozen_layers"]),
         )
         logger.info(
             "Fine-tuned the sentence encoder on %d examples (%d intents, %d epochs) in %.0f s",
@@ -179,7 +218,7 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         # separates intents. This instance uses what was stored, as a loaded one will.
         stored = {name: array.astype(np.float16) for name, array in tuned.items()}
         write_arrays(self._model_storage, self._resource, TUNED_FILE, stored)
-        self._tuned = minilm.MiniLM(folder, stored)
+        self._tuned = minilm.MiniLM(folder, stored, self.quantized)
         return self._resource
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

@@ -21,8 +21,9 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.components import minilm
+from bot.components.array_storage import read_arrays
 from bot.components.encoder_classifier import EncoderIntentClassifier
-from bot.components.sentence_featurizer import SentenceEncoderFeaturizer
+from bot.components.sentence_featurizer import TUNED_FILE, SentenceEncoderFeaturizer
 
 EXAMPLES = {
     "track_order": ["where is my order", "has my parcel shipped yet", "track my package",
@@ -212,13 +213,13 @@ def separation(encoder: minilm.MiniLM) -> float:
 def test_torch_encoder_mirrors_the_numpy_forward_pass() -> None:
     import torch
 
-    from bot.components import minilm_tuning
+    from bot.components import minilm_torch
 
     folder = minilm.model_dir()
     texts = ["I forgot my password", "where is my parcel", "hi"]
-    encoder = minilm_tuning.build_encoder(minilm.checkpoint(folder)).eval()
+    encoder = minilm_torch.build_encoder(minilm.checkpoint(folder)).eval()
     with torch.inference_mode():
-        pooled = encoder(*minilm_tuning._tensors(minilm.tokenizer(folder), texts))
+        pooled = encoder(*minilm_torch.tensors(minilm.tokenizer(folder), texts))
     pooled = torch.nn.functional.normalize(pooled, dim=-1).numpy()
     assert np.allclose(pooled, minilm.shared_encoder().encode(texts), atol=1e-4)
 
@@ -227,20 +228,24 @@ def test_fine_tuning_pulls_intents_apart_and_the_stored_encoder_is_what_was_tune
     tmp_path: Path,
 ) -> None:
     storage, resource, trained = tuned_featurizer(tmp_path / "a", epochs=4)
-    assert separation(trained.encoder) > separation(minilm.shared_encoder()) + 0.05
+    assert trained.encoder.quantized
+    assert separation(trained.encoder) > separation(minilm.shared_encoder(True)) + 0.05
     loaded = SentenceEncoderFeaturizer.load(trained._config, storage, resource, context("enc"))
-    assert loaded.encoder is not minilm.shared_encoder()
+    assert loaded.encoder is not minilm.shared_encoder(True)
     texts = ["where's my stuff", "payment bounced"]
     assert np.array_equal(loaded.encoder.encode(texts), trained.encoder.encode(texts))
     # The stored weights are seeded: a second training run stores the same ones.
     _, _, again = tuned_featurizer(tmp_path / "b", epochs=4)
     assert np.array_equal(again.encoder.encode(texts), trained.encoder.encode(texts))
-    # Only the word embeddings are shared with the shipped checkpoint.
-    word_embeddings = "embeddings.word_embeddings.weight"
-    assert np.array_equal(
-        loaded.encoder.weights[word_embeddings],
-        minilm.shared_encoder().weights[word_embeddings],
-    )
+    # The word embeddings stay frozen: they are not stored with the model.
+    stored = read_arrays(storage, resource, TUNED_FILE)
+    assert stored is not None and "embeddings.word_embeddings.weight" not in stored
+    shipped = minilm.checkpoint(minilm.model_dir())
+    assert set(stored) < set(shipped)
+    # The bottom two layers (fine_tune_frozen_layers) stay as shipped; the top one moves.
+    for n, moved in [(0, False), (1, False), (5, True)]:
+        name = f"encoder.layer.{n}.output.dense.weight"
+        assert np.array_equal(stored[name], shipped[name].astype(np.float16)) != moved
 
 
 def test_without_fine_tuning_nothing_is_stored_and_the_shipped_encoder_runs(
@@ -248,14 +253,17 @@ def test_without_fine_tuning_nothing_is_stored_and_the_shipped_encoder_runs(
 ) -> None:
     storage, resource, trained = tuned_featurizer(tmp_path, epochs=0)
     loaded = SentenceEncoderFeaturizer.load(trained._config, storage, resource, context("enc"))
-    assert trained.encoder is minilm.shared_encoder()
-    assert loaded.encoder is minilm.shared_encoder()
+    assert trained.encoder is minilm.shared_encoder(quantized=True)
+    assert loaded.encoder is minilm.shared_encoder(quantized=True)
+    assert read_arrays(storage, resource, TUNED_FILE) is None
 
 
 @pytest.mark.parametrize(
     "override",
     [{"fine_tune_epochs": -1}, {"fine_tune_epochs": 1.5}, {"fine_tune_batch_size": 0},
-     {"fine_tune_learning_rate": 0}, {"fine_tune_learning_rate": "fast"}],
+     {"fine_tune_learning_rate": 0}, {"fine_tune_learning_rate": "fast"},
+     {"quantize": "yes"}, {"quantize": None}, {"fine_tune_frozen_layers": 6},
+     {"fine_tune_frozen_layers": -1}],
 )  # fmt: skip
 def test_featurizer_rejects_bad_fine_tuning_settings(tmp_path: Path, override: dict) -> None:
     with pytest.raises(InvalidConfigException):
@@ -265,9 +273,9 @@ def test_featurizer_rejects_bad_fine_tuning_settings(tmp_path: Path, override: d
         )  # fmt: skip
 
 
-def test_fine_tuning_without_pytorch_says_what_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyTorch looks uninstalled to the components (they check with find_spec)."""
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
@@ -276,5 +284,47 @@ def test_fine_tuning_without_pytorch_says_what_to_install(
         "find_spec",
         lambda name, *args: None if name == "torch" else real_find_spec(name, *args),
     )
+
+
+@pytest.mark.usefixtures("without_torch")
+def test_fine_tuning_without_pytorch_says_what_to_install(tmp_path: Path) -> None:
     with pytest.raises(RasaException, match="requirements-training.txt"):
         tuned_featurizer(tmp_path, epochs=1)
+
+
+def test_quantized_encoder_keeps_the_float32_encoders_geometry() -> None:
+    texts = ["I forgot my password", "How do I reset my password", "what is the weather",
+             "my card was declined at the shop", "hi"]  # fmt: skip
+    exact = minilm.shared_encoder().encode(texts)
+    quantized = minilm.shared_encoder(quantized=True)
+    assert quantized.quantized and not minilm.shared_encoder().quantized
+    fast = quantized.encode(texts)
+    assert np.allclose(np.linalg.norm(fast, axis=1), 1, atol=1e-5)
+    assert np.all((fast * exact).sum(axis=1) > 0.95)
+
+    # Every text's nearest other text is the same under both encoders.
+    def nearest(rows: np.ndarray) -> list[int]:
+        similarity = rows @ rows.T
+        np.fill_diagonal(similarity, -1)
+        return list(similarity.argmax(axis=1))
+
+    assert nearest(fast) == nearest(exact)
+    assert np.array_equal(quantized.encode(texts), fast)
+    # Token states come from the same forward pass, one row per word piece.
+    _, pieces = quantized.encode_with_pieces(["where is my parcel"])
+    assert pieces[0].states.shape == (len(pieces[0].spans), minilm.HIDDEN)
+
+
+@pytest.mark.usefixtures("without_torch")
+def test_quantize_without_pytorch_falls_back_to_float32_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    featurizer = SentenceEncoderFeaturizer.create(
+        SentenceEncoderFeaturizer.get_default_config(),
+        LocalModelStorage(tmp_path), Resource("enc"), context("enc"),
+    )  # fmt: skip
+    with caplog.at_level("WARNING"):
+        assert featurizer.encoder is minilm.shared_encoder(quantized=False)
+        assert featurizer.encoder is minilm.shared_encoder(quantized=False)
+    warnings = [r for r in caplog.records if "PyTorch is not installed" in r.getMessage()]
+    assert len(warnings) == 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import multiprocessing
 import os
 import resource
 import tempfile
@@ -84,7 +86,7 @@ def run_rasa_pipeline(
         if model is None:
             raise RuntimeError("Rasa did not produce a model")
         model_bytes = Path(model).stat().st_size
-        predicted, top, latencies = asyncio.run(_parse_all(model, test.texts))
+        predicted, top, latencies = parse_in_fresh_process(model, test.texts)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     threshold, ambiguity = _fallback_thresholds(config_path)
     extra: dict[str, Any] = {
@@ -119,6 +121,28 @@ def _fallback_thresholds(config_path: Path) -> tuple[float | None, float | None]
                 float(component.get("ambiguity_threshold", 0.1)),
             )
     return None, None
+
+
+def parse_in_fresh_process(
+    model: str, texts: list[str]
+) -> tuple[list[str], list[tuple[str, float, float]], list[float]]:
+    """``_parse_all`` in a new interpreter that only loads the model, as a server does.
+    Parsing in the process that just trained would time the leftovers of training too
+    (a heap of several GB for the garbage collector to walk, warm thread pools)."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as worker:
+        return worker.submit(_parse_all_quietly, model, texts).result()
+
+
+def _parse_all_quietly(
+    model: str, texts: list[str]
+) -> tuple[list[str], list[tuple[str, float, float]], list[float]]:
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    logging.getLogger("rasa").setLevel(logging.WARNING)
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_structlog(logging.WARNING)
+    return asyncio.run(_parse_all(model, texts))
 
 
 async def _parse_all(

@@ -34,6 +34,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  (a header name)
 GLOBAL_INTERVAL_SECONDS = 1 / 30  # Telegram: about 30 messages per second per bot
 SEND_ATTEMPTS = 3
 POLL_TIMEOUT_SECONDS = 25
+# How long a webhook delivery that arrives while the bot is still starting waits for it.
+STARTUP_WAIT_SECONDS = 30
 
 
 class SendPacer:
@@ -123,6 +125,9 @@ class TelegramChannel(InputChannel):
         self.pacer = SendPacer(self.settings.telegram_chat_interval)
         self.bot: Bot | None = None
         self._polling: asyncio.Task | None = None
+        # Set once the bot is initialised: Sanic accepts requests before its
+        # after_server_start listeners finish, and an update taken before would be lost.
+        self.ready = asyncio.Event()
 
     def _make_bot(self) -> Bot:
         return Bot(
@@ -145,7 +150,16 @@ class TelegramChannel(InputChannel):
                 secret_token=self.secret,
                 allowed_updates=["message", "edited_message", "callback_query"],
             )
+        self.ready.set()
         logger.info("Telegram channel ready (%s mode)", self.settings.telegram_mode)
+
+    async def wait_until_ready(self, seconds: float) -> bool:
+        """Whether the bot is initialised, waiting up to ``seconds`` for it."""
+        try:
+            await asyncio.wait_for(self.ready.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     async def push(
         self, sender_id: str, text: str, buttons: list[dict[str, Any]] | None = None
@@ -161,6 +175,7 @@ class TelegramChannel(InputChannel):
 
     async def stop(self) -> None:
         """Stop polling and close the bot's HTTP client."""
+        self.ready.clear()
         if self._polling is not None:
             self._polling.cancel()
         if self.bot is not None:
@@ -237,11 +252,14 @@ class TelegramChannel(InputChannel):
 
         @telegram.route("/webhook", methods=["POST"])
         async def webhook(request: Request) -> HTTPResponse:
-            if not self.enabled or self.bot is None:
+            if not self.enabled:
                 return response.json({"error": "Telegram is not configured"}, status=404)
             given = request.headers.get(SECRET_HEADER, "")
             if not hmac.compare_digest(given.encode(), self.secret.encode()):
                 return response.json({"error": "bad secret token"}, status=401)
+            if not await self.wait_until_ready(STARTUP_WAIT_SECONDS):
+                # Nothing was taken: Telegram re-sends the update after a 5xx.
+                return response.json({"error": "starting up, try again"}, status=503)
             try:
                 data = json.loads(request.body or b"")
                 if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):

@@ -87,3 +87,21 @@ async def test_replies_to_one_chat_are_spaced_but_other_chats_are_not() -> None:
     await pacer.wait(1)
     same_chat = loop.time() - start
     assert other_chat < 0.15 <= same_chat
+
+
+async def test_webhook_deliveries_wait_for_the_bot_to_finish_starting() -> None:
+    import asyncio
+
+    from connectors.telegram import TelegramChannel
+
+    channel = TelegramChannel()
+    # Before start() has initialised the bot, a delivery waits rather than being lost...
+    assert await channel.wait_until_ready(0.05) is False
+    waiting = asyncio.ensure_future(channel.wait_until_ready(5))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    channel.ready.set()  # what start() does once Bot.initialize has returned
+    assert await waiting is True
+    # ...and after stop() the channel is no longer ready.
+    await channel.stop()
+    assert await channel.wait_until_ready(0.05) is False

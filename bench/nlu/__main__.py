@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "intents": len(set(train.labels)),
         "test_source": source,
         "seed": args.seed,
-        "machine": {"python": platform.python_version(), "cpus": _cpus()},
+        "machine": {"python": platform.python_version(), "cpus": _cpus(), "cpu": _cpu_model()},
         "date": time.strftime("%Y-%m-%d"),
         "results": results,
     }
@@ -171,6 +171,18 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _cpu_model() -> str:
+    """The CPU's name and whether it has bfloat16 (fine-tuning uses it where it can), since
+    times and tuned weights differ between machines."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), "unknown")  # fmt: skip
+    return f"{name}{', bfloat16' if 'avx512_bf16' in info or 'amx_bf16' in info else ''}"
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
     columns = [
         ("accuracy", "acc"),
@@ -190,17 +202,28 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 def print_sweep(result: dict[str, Any]) -> None:
-    """In-scope accuracy / OOS recall per fallback threshold (choose the threshold here)."""
+    """Accuracy (and, with out-of-scope data, in-scope accuracy / OOS recall) per fallback
+    threshold at the configured ambiguity threshold, then the same grid for other
+    ambiguity thresholds (choose both here, on a validation split)."""
     print(
         f"{result['name']}: fallback threshold sweep (configured: "
         f"{result['fallback_threshold']}; ambiguity threshold {result['ambiguity_threshold']} "
         "applied throughout)"
     )
     for row in result["threshold_sweep"]:
-        print(
-            f"  threshold {row['threshold']:.2f}: in-scope {row['in_scope_accuracy']:.4f}"
-            f"  oos recall {row['oos_recall']:.4f}  accuracy {row['accuracy']:.4f}"
-        )
+        print(f"  threshold {row['threshold']:.2f}: {_sweep_cells(row)}")
+    for ambiguity, rows in result.get("ambiguity_sweep", {}).items():
+        print(f"  ambiguity threshold {ambiguity}:")
+        for row in rows:
+            print(f"    threshold {row['threshold']:.2f}: {_sweep_cells(row)}")
+
+
+def _sweep_cells(row: dict[str, float]) -> str:
+    cells = f"accuracy {row['accuracy']:.4f}"
+    if "oos_recall" in row:
+        scope = f"in-scope {row['in_scope_accuracy']:.4f}  oos recall {row['oos_recall']:.4f}"
+        cells = f"{scope}  {cells}"
+    return cells
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ def run_benchmark(tmp_path: Path, *args: str) -> dict:
     assert "tfidf-logreg" in completed.stdout and "rapport" in completed.stdout
     [report_file] = out.glob("*.json")
     report: dict = json.loads(report_file.read_text())
+    report["_stdout"] = completed.stdout
     return report
 
 
@@ -46,6 +47,13 @@ def test_banking77_smoke(tmp_path: Path) -> None:
         assert Path(result["confusion_picture"]).stat().st_size > 1000
     assert ours["model_mb"] > 0 and ours["peak_rss_mb"] > 100
     assert ours["vs_baseline"]["accuracy"] == pytest.approx(ours["accuracy"] / baseline["accuracy"])
+    # Without out-of-scope data the sweep still shows what each threshold costs: at 0 the
+    # fallback never fires (ambiguity 0), and a higher threshold can only lose accuracy.
+    unguarded = ours["ambiguity_sweep"]["0.0"]
+    assert unguarded[0]["accuracy"] == pytest.approx(ours["without_fallback"]["accuracy"])
+    accuracies = [row["accuracy"] for row in unguarded]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert "ambiguity threshold 0.1" in report["_stdout"] and report["machine"]["cpu"]
 
 
 @pytest.mark.skipif(not DATASETS.exists(), reason="../shared/datasets is not beside the repo")
@@ -55,3 +63,10 @@ def test_clinc150_smoke_reports_out_of_scope(tmp_path: Path) -> None:
     assert report["test_source"].endswith("[val + oos_val]")
     for result in report["results"]:
         assert 0 <= result["in_scope_accuracy"] <= 1 and 0 <= result["oos_recall"] <= 1
+    ours = report["results"][1]
+    rows = ours["ambiguity_sweep"]["0.1"]
+    thresholds = [row["threshold"] for row in ours["threshold_sweep"]]
+    assert [row["threshold"] for row in rows] == thresholds
+    # Raising the threshold only sends more messages to the fallback.
+    recalls = [row["oos_recall"] for row in rows]
+    assert recalls == sorted(recalls)

@@ -1,5 +1,5 @@
-"""A stand-in for the Telegram Bot API: answers like Telegram, and can answer the next
-sendMessage calls with a 429 "retry after"."""
+"""A stand-in for the Telegram Bot API: answers like Telegram, can answer the next
+sendMessage calls with a 429 "retry after", and can answer chosen methods late."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class FakeTelegramApi(RecordingApi):
         self.retry_after_seconds = 1
         self._message_id = 1000
         self._pending_updates: list[dict[str, Any]] = []
+        # Seconds to wait before answering a method (a slow Telegram at the bot's start).
+        self.answer_delays: dict[str, float] = {}
 
     def queue_update(self, update: dict[str, Any]) -> None:
         """Hand an update to the next getUpdates call (polling mode)."""
@@ -38,6 +40,9 @@ class FakeTelegramApi(RecordingApi):
         return self.calls_to("sendMessage", chat_id=chat_id)
 
     def respond(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        # Each request has its own thread (ThreadingHTTPServer): a late answer holds up
+        # only its caller. The call is recorded when answered.
+        time.sleep(self.answer_delays.get(method, 0.0))
         if method == "sendMessage":
             with self.lock:
                 limited = self.rate_limit_next_sends > 0

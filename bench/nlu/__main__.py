@@ -102,6 +102,20 @@ def load_splits(args: argparse.Namespace) -> tuple[Split, Split, str]:
     return train, test, source
 
 
+def unknown_intents_warning(train: Split, test: Split) -> str | None:
+    """A warning when test examples carry intents the training data lacks (usually a
+    wrong file or dataset name): they can only count as errors."""
+    unknown = sorted(set(test.labels) - set(train.labels))
+    if not unknown:
+        return None
+    count = sum(label in unknown for label in test.labels)
+    shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+    return (
+        f"warning: {count} of {len(test)} test examples have intents the training data "
+        f"lacks ({shown}); they can only count as errors"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print a table and write ``<out>/<dataset>.json`` and a picture."""
     args = build_parser().parse_args(argv)
@@ -116,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({len(set(train.labels))} intents); test = {source}",
         flush=True,
     )
+    warning = unknown_intents_warning(train, test)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
     from bench.nlu.rasa_pipeline import run_rasa_pipeline
 

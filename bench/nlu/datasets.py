@@ -31,7 +31,14 @@ class Split:
 def load_banking77(path: Path) -> Split:
     """A BANKING77 CSV (``train.csv`` or the official ``test.csv``)."""
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = [(row["text"].strip(), row["category"].strip()) for row in csv.DictReader(handle)]
+        reader = csv.DictReader(handle)
+        missing = {"text", "category"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(
+                f"{path} is not a BANKING77 CSV: its header lacks {', '.join(sorted(missing))} "
+                "(expected text,category)"
+            )
+        rows = [(row["text"].strip(), row["category"].strip()) for row in reader]
     if not rows:
         raise ValueError(f"{path} has no rows with text,category")
     return Split([text for text, _ in rows], [label for _, label in rows])
@@ -39,7 +46,12 @@ def load_banking77(path: Path) -> Split:
 
 def load_clinc150(path: Path, parts: tuple[str, ...]) -> Split:
     """The named parts of a CLINC150 JSON file; ``oos_*`` parts are labelled ``oos``."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a CLINC150 JSON file: {error}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a CLINC150 JSON file (expected an object of parts)")
     texts: list[str] = []
     labels: list[str] = []
     for part in parts:
@@ -78,7 +90,10 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
     for indices in by_label.values():
         shuffled = indices[:]
         rng.shuffle(shuffled)
-        held.update(shuffled[: max(1, round(len(shuffled) * fraction))])
+        # At least one example of each intent is held out, and at least one kept for
+        # training: an intent seen only at test time could never be predicted.
+        count = min(len(shuffled) - 1, max(1, round(len(shuffled) * fraction)))
+        held.update(shuffled[:count])
     keep = [i for i in range(len(split)) if i not in held]
     test = sorted(held)
     return (

@@ -48,6 +48,25 @@ def threshold_sweep(
     return rows
 
 
+def choose_thresholds(
+    sweeps: dict[str, list[dict[str, float]]], oos_recall_goal: float
+) -> dict[str, float] | None:
+    """The README's rule for the FallbackClassifier, applied to ``sweeps`` (ambiguity
+    threshold -> threshold sweep) on a validation split with out-of-scope examples: for
+    each ambiguity threshold the lowest threshold whose OOS recall reaches the goal, then
+    of those the one with the best in-scope accuracy. None when no setting reaches it."""
+    candidates = []
+    for ambiguity, rows in sweeps.items():
+        reaching = [row for row in rows if row.get("oos_recall", 0.0) >= oos_recall_goal - 1e-9]
+        if reaching:
+            lowest = min(reaching, key=lambda row: row["threshold"])
+            candidates.append({"ambiguity_threshold": float(ambiguity), **lowest})
+    if not candidates:
+        return None
+    # Ties go to the smaller ambiguity threshold (the FallbackClassifier's simpler setting).
+    return max(candidates, key=lambda row: (row["in_scope_accuracy"], -row["ambiguity_threshold"]))
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) of the values, nearest rank."""
     ordered = sorted(values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.nlu.metrics import scores, threshold_sweep
+from bench.nlu.metrics import choose_thresholds, scores, threshold_sweep
 
 GOLD = ["balance", "transfer", "oos", "oos"]
 # (best intent, its confidence, the runner-up's confidence) per message
@@ -30,3 +30,23 @@ def test_sweep_applies_the_ambiguity_threshold_like_the_fallback_classifier() ->
     [row] = threshold_sweep(GOLD, TOP, [0.0], ambiguity=0.1)
     assert row["in_scope_accuracy"] == pytest.approx(0.5)
     assert row["oos_recall"] == 0.5
+
+
+def test_threshold_choice_is_the_lowest_reaching_the_goal_then_best_in_scope() -> None:
+    thresholds = [0.0, 0.48, 0.6]
+    sweeps = {str(a): threshold_sweep(GOLD, TOP, thresholds, a) for a in (0.0, 0.1)}
+    # Ambiguity 0 reaches full OOS recall only at 0.6 (in-scope 0.5); ambiguity 0.1 reaches
+    # it at 0.6 too, with the same in-scope accuracy: the tie goes to ambiguity 0.
+    choice = choose_thresholds(sweeps, 1.0)
+    assert choice is not None
+    assert (choice["threshold"], choice["ambiguity_threshold"]) == (0.6, 0.0)
+    # Half the OOS messages: threshold 0 already does it, where ambiguity 0 keeps all
+    # in-scope messages and ambiguity 0.1 loses "transfer".
+    choice = choose_thresholds(sweeps, 0.5)
+    assert choice is not None and (choice["threshold"], choice["ambiguity_threshold"]) == (0.0, 0.0)
+    assert choice["in_scope_accuracy"] == 1.0
+
+
+def test_threshold_choice_is_none_when_no_setting_reaches_the_goal() -> None:
+    sweeps = {"0.0": [{"threshold": 0.0, "in_scope_accuracy": 1.0, "oos_recall": 0.4}]}
+    assert choose_thresholds(sweeps, 0.85) is None

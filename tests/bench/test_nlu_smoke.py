@@ -35,13 +35,16 @@ def run_benchmark(tmp_path: Path, *args: str) -> dict:
 def test_banking77_smoke(tmp_path: Path) -> None:
     report = run_benchmark(
         tmp_path, "--dataset", "banking77", "--train", str(DATASETS / "banking77" / "train.csv"),
-        "--dev-split", "0.2",
+        "--dev-split", "0.2", "--baseline", "rasa-default",
     )  # fmt: skip
     assert report["intents"] == 5 and report["test_examples"] > 0
-    baseline, ours = report["results"]
+    baseline, ours, default = report["results"]
     assert baseline["name"] == "tfidf-logreg" and ours["name"] == "rapport"
+    assert default["name"] == "rasa-default" and "rasa-default" in report["_stdout"]
     assert baseline["accuracy"] > 0.7
-    for result in (baseline, ours):
+    # Rasa's default pipeline runs with its own fallback (0.3, ambiguity 0.1), not ours.
+    assert (default["fallback_threshold"], default["ambiguity_threshold"]) == (0.3, 0.1)
+    for result in (baseline, ours, default):
         assert 0 <= result["accuracy"] <= 1 and 0 <= result["macro_f1"] <= 1
         assert result["train_seconds"] > 0 and result["parse_ms_p99"] >= result["parse_ms_p50"] > 0
         assert Path(result["confusion_picture"]).stat().st_size > 1000
@@ -70,3 +73,13 @@ def test_clinc150_smoke_reports_out_of_scope(tmp_path: Path) -> None:
     # Raising the threshold only sends more messages to the fallback.
     recalls = [row["oos_recall"] for row in rows]
     assert recalls == sorted(recalls)
+    # The threshold rule is applied to the sweep and printed.
+    assert ours["oos_recall_goal"] == 0.85 and "threshold_choice" in ours
+    assert "lowest threshold with OOS recall >= 85%" in report["_stdout"]
+    choice = ours["threshold_choice"]
+    if choice is not None:
+        assert choice["oos_recall"] >= 0.85 and choice in [
+            {"ambiguity_threshold": float(a), **row}
+            for a, sweep in ours["ambiguity_sweep"].items()
+            for row in sweep
+        ]

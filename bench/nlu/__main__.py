@@ -36,6 +36,17 @@ RATIO_KEYS = (
 )
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (not a percentage)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (0.85, not 85)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.nlu",
@@ -47,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test", type=Path, help="official test file (or val); see --dev-split")
     parser.add_argument(
         "--dev-split",
-        type=float,
+        type=fraction,
         default=None,
         help="hold out this fraction of --train instead of a test file",
     )
@@ -68,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-intent", type=int, default=1000, help="with --intents")
     parser.add_argument(
         "--oos-recall-goal",
-        type=float,
+        type=fraction,
         default=0.85,
         help="with out-of-scope data: choose the fallback thresholds that reach this recall",
     )
@@ -244,11 +255,12 @@ def print_sweep(result: dict[str, Any]) -> None:
         f"{result['fallback_threshold']}; ambiguity threshold {result['ambiguity_threshold']} "
         "applied throughout)"
     )
-    for row in _every_fifth(result["threshold_sweep"]):
+    configured = result["fallback_threshold"]
+    for row in _printed_rows(result["threshold_sweep"], configured):
         print(f"  threshold {row['threshold']:.2f}: {_sweep_cells(row)}")
     for ambiguity, rows in result.get("ambiguity_sweep", {}).items():
         print(f"  ambiguity threshold {ambiguity}:")
-        for row in _every_fifth(rows):
+        for row in _printed_rows(rows, configured):
             print(f"    threshold {row['threshold']:.2f}: {_sweep_cells(row)}")
     if "oos_recall_goal" in result:
         goal = result["oos_recall_goal"]
@@ -263,9 +275,14 @@ def print_sweep(result: dict[str, Any]) -> None:
             )
 
 
-def _every_fifth(rows: list[dict[str, float]]) -> list[dict[str, float]]:
-    """The rows on the 0.05 grid (the JSON keeps the 0.01 one)."""
-    return [row for row in rows if round(row["threshold"] * 100) % 5 == 0]
+def _printed_rows(rows: list[dict[str, float]], configured: float | None) -> list[dict[str, float]]:
+    """The rows on the 0.05 grid, and the configured threshold's row wherever it lies
+    (the JSON keeps the whole 0.01 grid)."""
+    return [
+        row
+        for row in rows
+        if round(row["threshold"] * 100) % 5 == 0 or row["threshold"] == configured
+    ]
 
 
 def _sweep_cells(row: dict[str, float]) -> str:

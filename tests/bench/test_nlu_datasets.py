@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.nlu.__main__ import main, unknown_intents_warning
+from bench.nlu.__main__ import main, print_sweep, unknown_intents_warning
 from bench.nlu.datasets import OOS, Split, load, stratified_split
 
 # The official BANKING77 test.csv: a header, then text,category rows (quoted when the
@@ -108,3 +108,31 @@ def test_stratified_hold_out_is_per_intent_disjoint_and_seeded() -> None:
     assert set(train.texts).isdisjoint(test.texts) and len(train) + len(test) == len(data)
     assert stratified_split(data, 0.2, seed=0) == (train, test)
     assert stratified_split(data, 0.2, seed=1)[1] != test
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--oos-recall-goal", "85"), ("--oos-recall-goal", "high"), ("--dev-split", "1"),
+     ("--dev-split", "0")],
+)  # fmt: skip
+def test_fractions_outside_0_to_1_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    # A recall goal of 85 (a percentage) could never be reached and would silently report
+    # "no setting reaches it"; a hold-out of all of train would leave nothing to train on.
+    path = tmp_path / "train.csv"
+    path.write_text(BANKING77_TEST)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset", "banking77", "--train", str(path), option, value])
+    assert exit_info.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err
+
+
+def test_sweep_printout_shows_the_configured_threshold_off_the_coarse_grid(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [{"threshold": t / 100, "accuracy": 0.9} for t in range(0, 11)]
+    print_sweep({"name": "ours", "fallback_threshold": 0.03, "ambiguity_threshold": 0.0,
+                 "threshold_sweep": rows})  # fmt: skip
+    printed = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert printed == ["threshold 0.00", "threshold 0.03", "threshold 0.05", "threshold 0.10"]

@@ -77,7 +77,9 @@ def test_clinc150_smoke_reports_out_of_scope(tmp_path: Path) -> None:
     assert ours["oos_recall_goal"] == 0.85 and "threshold_choice" in ours
     assert "lowest threshold with OOS recall >= 85%" in report["_stdout"]
     choice = ours["threshold_choice"]
-    if choice is not None:
+    if choice is None:  # a 3-epoch model may reach no setting; then it must say so
+        assert "no setting reaches it" in report["_stdout"]
+    else:
         assert choice["oos_recall"] >= 0.85 and choice in [
             {"ambiguity_threshold": float(a), **row}
             for a, sweep in ours["ambiguity_sweep"].items()

@@ -19,9 +19,9 @@ encoder; p50 / p99 ms and the mean cosine to the float32 embedding):
 
 The feed-forward output matrix, fed by GELU's long tail, is the least tolerant of int8;
 the others lose little. fbgemm's float16 path is slow (twice int8's time per weight), so
-only that matrix keeps it. int8 activations are quantised per call, so a message's
-features move by a little with the rest of its batch; one message at a time (as the
-server parses) they are repeatable.
+only that matrix keeps it. int8 activations are quantised per call, so in a batch a
+message's features would move with the rest of it; ``MiniLM`` therefore runs the
+quantised encoder one message per call, in training as the server does.
 
 Nothing here imports torch at import time.
 """

@@ -310,6 +310,9 @@ def test_quantized_encoder_keeps_the_float32_encoders_geometry() -> None:
 
     assert nearest(fast) == nearest(exact)
     assert np.array_equal(quantized.encode(texts), fast)
+    # Training featurises many texts at once, the server one: each must get the same row.
+    alone = np.vstack([quantized.encode([text]) for text in texts])
+    assert np.array_equal(alone, fast)
     # Token states come from the same forward pass, one row per word piece.
     _, pieces = quantized.encode_with_pieces(["where is my parcel"])
     assert pieces[0].states.shape == (len(pieces[0].spans), minilm.HIDDEN)

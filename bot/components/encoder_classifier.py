@@ -7,6 +7,18 @@ sentence encoder's) are kept as they are, times ``dense_weight``. A well-regular
 model on these trains on BANKING77 in minutes (DIET's 100 epochs take over an hour there),
 is deterministic, and gives probabilities, which is what the FallbackClassifier thresholds.
 
+A softmax is sure of itself far from its training data: a message unlike any intent still
+spreads all its probability over the intents. With ``distance_penalty`` > 0 the classifier
+also measures how typical a message is: the Mahalanobis distance of its dense sentence
+features to the nearest intent's training mean (one covariance shared by all intents, as
+in Lee et al. 2018 and Podolskiy et al. 2021). Beyond the ``distance_quantile`` of the
+training examples' own distances (each measured as if it had not been trained on, so
+that a small training set does not look tighter than it is) every confidence is
+multiplied by ``exp(-distance_penalty * (distance / reference - 1))``, and the
+FallbackClassifier sees the doubt. On CLINC150's val split this raised in-scope accuracy
+at 85 % out-of-scope recall by 0.3 points, and the thresholds that meet both goals went
+from one to seven (README "NLU benchmark").
+
 The trained model is a handful of NumPy arrays (``.npz``, loaded without pickle).
 """
 
@@ -24,11 +36,13 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.classifiers.classifier import IntentClassifier
 from rasa.nlu.featurizers.featurizer import Featurizer
+from rasa.shared.exceptions import InvalidConfigException
 from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, INTENT, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot.components.array_storage import read_arrays, write_arrays
+from bot.components.typicality import Typicality, fit_typicality
 
 logger = logging.getLogger(__name__)
 MODEL_FILE = "encoder_classifier.npz"
@@ -52,7 +66,24 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
             "max_iter": 2000,
             "random_seed": 0,
             "ranking_length": 10,
+            # 0 turns the typicality measure off; see the module docstring.
+            "distance_penalty": 0.0,
+            "distance_quantile": 0.975,
         }
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> None:
+        """Refuse settings that would silently do nothing or break the probabilities."""
+        penalty, quantile = config["distance_penalty"], config["distance_quantile"]
+        if not isinstance(penalty, int | float) or penalty < 0:
+            raise InvalidConfigException(
+                f"EncoderIntentClassifier: distance_penalty must be a number >= 0, got {penalty!r}"
+            )
+        if not isinstance(quantile, int | float) or not 0 < quantile <= 1:
+            raise InvalidConfigException(
+                "EncoderIntentClassifier: distance_quantile must be a fraction in (0, 1], "
+                f"got {quantile!r}"
+            )
 
     def __init__(
         self, config: dict[str, Any], model_storage: ModelStorage, resource: Resource
@@ -68,6 +99,10 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         self.coef = np.zeros((0, 0), dtype=np.float32)
         self._coef_blocks: list[np.ndarray] = []
         self.intercept = np.zeros(0, dtype=np.float32)
+        # The typicality measure (None when off or without dense features): each
+        # intent's mean dense feature row, the shared precision matrix, and the reference
+        # distance beyond which confidences shrink.
+        self.typicality: Typicality | None = None
 
     @classmethod
     def create(
@@ -77,7 +112,9 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> EncoderIntentClassifier:
-        return cls(config, model_storage, resource)
+        component = cls(config, model_storage, resource)
+        cls.validate_config(component.config)
+        return component
 
     # -- features ---------------------------------------------------------------------
 
@@ -132,6 +169,13 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         matrix.data /= np.repeat(np.maximum(norms, 1e-12), np.diff(matrix.indptr))
         return matrix
 
+    def dense_features(self, messages: list[Message]) -> np.ndarray:
+        """The dense blocks side by side (no columns when no featurizer is dense)."""
+        blocks = [self._block(o, messages) for o in self.origins if self.idf[o] is None]
+        if not blocks:
+            return np.zeros((len(messages), 0), np.float64)
+        return np.hstack(blocks).astype(np.float64)
+
     def features(self, messages: list[Message]) -> scipy.sparse.csr_matrix:
         """The model's input matrix, one row per message (missing blocks are zeros)."""
         return scipy.sparse.hstack(
@@ -165,6 +209,12 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
             intercept = np.concatenate([-intercept / 2, intercept / 2])
         self.coef = coef.astype(np.float32)
         self.intercept = intercept.astype(np.float32)
+        self.typicality = None
+        dense = self.dense_features(examples)
+        if float(self.config["distance_penalty"]) > 0 and dense.shape[1]:
+            self.typicality = fit_typicality(
+                dense, labels, self.classes, float(self.config["distance_quantile"])
+            )
         self.persist()
         return self._resource
 
@@ -180,6 +230,10 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         for index, origin in enumerate(self.origins):
             idf = self.idf[origin]
             arrays[f"idf_{index}"] = idf if idf is not None else np.zeros(0, np.float32)
+        if self.typicality is not None:
+            arrays["typical_means"] = self.typicality.means
+            arrays["typical_precision"] = self.typicality.precision
+            arrays["typical_reference"] = np.array(self.typicality.reference, np.float64)
         write_arrays(self._model_storage, self._resource, MODEL_FILE, arrays)
 
     @classmethod
@@ -204,12 +258,19 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         for index, origin in enumerate(component.origins):
             idf = stored[f"idf_{index}"]
             component.idf[origin] = idf if idf.size else None
+        if "typical_means" in stored:
+            component.typicality = Typicality(
+                stored["typical_means"],
+                stored["typical_precision"],
+                float(stored["typical_reference"]),
+            )
         return component
 
     # -- prediction -------------------------------------------------------------------
 
     def probabilities(self, messages: list[Message]) -> np.ndarray:
-        """Softmax of the regression scores: one row of class probabilities per message."""
+        """Softmax of the regression scores, one row per message, times the typicality
+        factor when that is on."""
         # Block by block: no wide matrix is assembled for a message or two.
         if len(self._coef_blocks) != len(self.origins):
             # Each block's coefficients as a contiguous [width, classes] array, once.
@@ -223,7 +284,14 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
             scores += np.asarray(self._block(origin, messages) @ coef)
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
-        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+        probabilities = exp / exp.sum(axis=1, keepdims=True)
+        penalty = float(self.config["distance_penalty"])
+        if self.typicality is not None and penalty > 0:
+            # An atypical message's confidences sum to less than one: the rest is the
+            # doubt that it is any of the intents.
+            factor = self.typicality.confidence_factor(self.dense_features(messages), penalty)
+            probabilities *= factor[:, None]
+        return np.asarray(probabilities)
 
     def process(self, messages: list[Message]) -> list[Message]:
         """Set ``intent`` and ``intent_ranking`` (top ``ranking_length``) on each message."""

@@ -17,7 +17,8 @@ def test_benchmark_uses_the_bot_pipeline_without_the_faq_selector() -> None:
     components = by_name(benchmark_config(CONFIG, None))
     assert "ResponseSelector" not in components
     assert components["SentenceEncoderFeaturizer"]["fine_tune_epochs"] == 3
-    assert components["FallbackClassifier"]["threshold"] == 0.4
+    assert components["FallbackClassifier"]["threshold"] == 0.26
+    assert components["EncoderIntentClassifier"]["distance_penalty"] == 2
 
 
 def test_epochs_override_shortens_fine_tuning_too() -> None:

@@ -24,6 +24,7 @@ from bot.components import minilm
 from bot.components.array_storage import read_arrays
 from bot.components.encoder_classifier import EncoderIntentClassifier
 from bot.components.sentence_featurizer import TUNED_FILE, SentenceEncoderFeaturizer
+from bot.components.typicality import fit_typicality
 
 EXAMPLES = {
     "track_order": ["where is my order", "has my parcel shipped yet", "track my package",
@@ -331,3 +332,80 @@ def test_quantize_without_pytorch_falls_back_to_float32_with_a_warning(
         assert featurizer.encoder is minilm.shared_encoder(quantized=False)
     warnings = [r for r in caplog.records if "PyTorch is not installed" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_typicality_shrinks_confidence_only_beyond_the_training_distances() -> None:
+    generator = np.random.default_rng(0)
+    centres = generator.normal(size=(3, 8)) * 5
+    labels = [name for name in ("a", "b", "c") for _ in range(40)]
+    rows = np.vstack([centre + generator.normal(size=(40, 8)) for centre in centres])
+    typicality = fit_typicality(rows, labels, ["a", "b", "c"], quantile=0.99)
+    near = centres + generator.normal(size=(3, 8)) * 0.5
+    assert np.array_equal(typicality.confidence_factor(near, penalty=4.0), np.ones(3))
+    # Further out along one line: the factor falls, and only below the reference.
+    direction = np.ones(8) / np.sqrt(8)
+    away = np.array([centres[0] + direction * step for step in (3.0, 10.0, 20.0, 40.0)])
+    factors = typicality.confidence_factor(away, penalty=4.0)
+    assert factors[0] == 1.0 and np.all(np.diff(factors) < 0) and factors[-1] < 0.1
+    assert np.array_equal(typicality.confidence_factor(away, penalty=0.0), np.ones(4))
+
+
+def test_typicality_reference_is_what_unseen_examples_get() -> None:
+    # Few examples for the dimensions, as in a small bot: an example's in-sample distance
+    # is well below what it gets when the measure is fitted without it.
+    generator = np.random.default_rng(1)
+    classes = ["a", "b", "c"]
+    labels = [name for name in classes for _ in range(15)]
+    rows = np.vstack([generator.normal(size=30) * 3 + generator.normal(size=(15, 30))
+                      for _ in classes])  # fmt: skip
+    fitted = fit_typicality(rows, labels, classes, quantile=0.5)
+    unseen = []
+    for held_out in range(len(rows)):
+        keep = np.arange(len(rows)) != held_out
+        without = fit_typicality(rows[keep], [labels[i] for i in np.flatnonzero(keep)],
+                                 classes, quantile=0.5)  # fmt: skip
+        unseen.append(without.distances(rows[held_out : held_out + 1])[0])
+    honest = float(np.median(unseen))
+    assert fitted.reference == pytest.approx(honest, rel=0.1)
+    assert float(np.median(fitted.distances(rows))) < 0.8 * honest
+
+
+def test_classifier_doubts_a_message_unlike_any_intent(tmp_path: Path) -> None:
+    config = {**EncoderIntentClassifier.get_default_config(), "distance_penalty": 4.0}
+    storage = LocalModelStorage(tmp_path)
+    components = pipeline(storage, layers=[3, 6])
+    data = training_data()
+    featurize_training(components, data)
+    resource = Resource("clf")
+    trained = EncoderIntentClassifier.create(config, storage, resource, context("clf"))
+    trained.train(data)
+    plain = EncoderIntentClassifier.load(
+        EncoderIntentClassifier.get_default_config(), storage, resource, context("clf")
+    )
+    loaded = EncoderIntentClassifier.load(config, storage, resource, context("clf"))
+    assert loaded.typicality is not None
+
+    def top(classifier: EncoderIntentClassifier, text: str) -> float:
+        message = parse(components, text)
+        classifier.process([message])
+        return float(message.get("intent")["confidence"])
+
+    # A message like the training examples keeps the regression's confidence ...
+    assert top(loaded, "where is my order") == pytest.approx(top(plain, "where is my order"))
+    # ... one about something else entirely loses most of it.
+    off_topic = "what is the boiling point of mercury in kelvin"
+    assert top(loaded, off_topic) < 0.5 * top(plain, off_topic)
+    assert top(loaded, off_topic) == pytest.approx(top(trained, off_topic))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"distance_penalty": -1}, {"distance_penalty": "high"}, {"distance_quantile": 0},
+     {"distance_quantile": 99}],
+)  # fmt: skip
+def test_classifier_rejects_bad_typicality_settings(tmp_path: Path, override: dict) -> None:
+    with pytest.raises(InvalidConfigException):
+        EncoderIntentClassifier.create(
+            {**EncoderIntentClassifier.get_default_config(), **override},
+            LocalModelStorage(tmp_path), Resource("clf"), context("clf"),
+        )  # fmt: skip

@@ -210,11 +210,17 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         self.coef = coef.astype(np.float32)
         self.intercept = intercept.astype(np.float32)
         self.typicality = None
-        dense = self.dense_features(examples)
-        if float(self.config["distance_penalty"]) > 0 and dense.shape[1]:
-            self.typicality = fit_typicality(
-                dense, labels, self.classes, float(self.config["distance_quantile"])
-            )
+        if float(self.config["distance_penalty"]) > 0:
+            dense = self.dense_features(examples)
+            if dense.shape[1]:
+                self.typicality = fit_typicality(
+                    dense, labels, self.classes, float(self.config["distance_quantile"])
+                )
+            else:
+                logger.warning(
+                    "EncoderIntentClassifier: distance_penalty needs a dense featurizer "
+                    "(e.g. SentenceEncoderFeaturizer); none ran, so it is off"
+                )
         self.persist()
         return self._resource
 

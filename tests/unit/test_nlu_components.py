@@ -409,3 +409,21 @@ def test_classifier_rejects_bad_typicality_settings(tmp_path: Path, override: di
             {**EncoderIntentClassifier.get_default_config(), **override},
             LocalModelStorage(tmp_path), Resource("clf"), context("clf"),
         )  # fmt: skip
+
+
+def test_distance_penalty_without_dense_features_is_off_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = LocalModelStorage(tmp_path)
+    sparse_only = pipeline(storage, layers=[6])[:3]  # tokenizer and count vectors
+    data = training_data()
+    featurize_training(sparse_only, data)
+    config = {**EncoderIntentClassifier.get_default_config(), "distance_penalty": 2.0}
+    classifier = EncoderIntentClassifier.create(config, storage, Resource("clf"), context("c"))
+    with caplog.at_level("WARNING"):
+        classifier.train(data)
+    assert classifier.typicality is None
+    assert "needs a dense featurizer" in caplog.text
+    message = parse(sparse_only, "where is my order")
+    classifier.process([message])
+    assert message.get("intent")["name"] == "track_order"

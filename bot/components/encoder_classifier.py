@@ -171,10 +171,14 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
 
     def dense_features(self, messages: list[Message]) -> np.ndarray:
         """The dense blocks side by side (no columns when no featurizer is dense)."""
-        blocks = [self._block(o, messages) for o in self.origins if self.idf[o] is None]
-        if not blocks:
-            return np.zeros((len(messages), 0), np.float64)
-        return np.hstack(blocks).astype(np.float64)
+        dense = [o for o in self.origins if self.idf[o] is None]
+        return self._dense({o: self._block(o, messages) for o in dense}, len(messages))
+
+    def _dense(self, blocks: dict[str, Any], count: int) -> np.ndarray:
+        dense = [blocks[o] for o in self.origins if self.idf[o] is None]
+        if not dense:
+            return np.zeros((count, 0), np.float64)
+        return np.hstack(dense).astype(np.float64)
 
     def features(self, messages: list[Message]) -> scipy.sparse.csr_matrix:
         """The model's input matrix, one row per message (missing blocks are zeros)."""
@@ -285,9 +289,10 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
                 np.ascontiguousarray(self.coef[:, start:end].T)
                 for start, end in itertools.pairwise(bounds)
             ]
+        blocks = {origin: self._block(origin, messages) for origin in self.origins}
         scores = np.tile(self.intercept, (len(messages), 1))
         for origin, coef in zip(self.origins, self._coef_blocks, strict=True):
-            scores += np.asarray(self._block(origin, messages) @ coef)
+            scores += np.asarray(blocks[origin] @ coef)
         scores -= scores.max(axis=1, keepdims=True)
         exp = np.exp(scores)
         probabilities = exp / exp.sum(axis=1, keepdims=True)
@@ -295,7 +300,8 @@ class EncoderIntentClassifier(IntentClassifier, GraphComponent):
         if self.typicality is not None and penalty > 0:
             # An atypical message's confidences sum to less than one: the rest is the
             # doubt that it is any of the intents.
-            factor = self.typicality.confidence_factor(self.dense_features(messages), penalty)
+            dense = self._dense(blocks, len(messages))
+            factor = self.typicality.confidence_factor(dense, penalty)
             probabilities *= factor[:, None]
         return np.asarray(probabilities)
 

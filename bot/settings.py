@@ -15,6 +15,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("RAPPORT_VAR_DIR", PROJECT_ROOT / "var"))
 
 _TRUE = {"1", "true", "yes", "on"}
+# The longest customer message any channel passes to the assistant (Telegram's own limit
+# is 4096); the bounds keep a typo from refusing every message or feeding NLU a book.
+MIN_MESSAGE_CHARS = 64
+MAX_MESSAGE_CHARS = 100_000
 
 
 def _env(name: str, default: str = "") -> str:
@@ -81,6 +85,7 @@ class Settings:
     slack_agent_channel: str = ""
     business_hours: str = ""
     business_timezone: str = "UTC"
+    max_message_chars: int = 4096
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot start."""
@@ -101,6 +106,11 @@ class Settings:
         from bot.business_hours import BusinessHours
 
         BusinessHours.parse(self.business_hours, self.business_timezone)
+        if not MIN_MESSAGE_CHARS <= self.max_message_chars <= MAX_MESSAGE_CHARS:
+            raise SettingsError(
+                f"MAX_MESSAGE_CHARS must be between {MIN_MESSAGE_CHARS} and "
+                f"{MAX_MESSAGE_CHARS}, got {self.max_message_chars}"
+            )
         for name, port in (("RASA_PORT", self.rasa_port), ("ACTION_PORT", self.action_port)):
             if not 0 < port < 65536:
                 raise SettingsError(f"{name} must be a TCP port, got {port}")
@@ -139,4 +149,5 @@ def load() -> Settings:
         slack_agent_channel=_env("SLACK_AGENT_CHANNEL"),
         business_hours=_env("BUSINESS_HOURS"),
         business_timezone=_env("BUSINESS_TIMEZONE", "UTC"),
+        max_message_chars=_int("MAX_MESSAGE_CHARS", 4096),
     )

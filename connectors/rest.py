@@ -3,25 +3,33 @@
 Rasa's own ``RestInput`` lets the caller choose ``input_channel`` (so a REST client could
 pose as a Telegram user whose identity is linked to a CRM contact), shares one
 "default" conversation among requests without a sender, and hands any text, of any
-size, to the NLU. This channel answers bad requests with a 400 and a JSON error that
-says what is wrong, before anything reaches a conversation.
+size, to the NLU. This channel answers a request that cannot be a message (not JSON, no
+sender, ``message`` not a string, a body over 1 MiB) with a 400 (413) and a JSON error
+that says what is wrong, before anything reaches a conversation. A message that is a
+string but empty, too long or in another language is the inbound step's
+(``connectors.inbound``): the customer gets an answer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import settings as bot_settings
+from connectors.inbound import OnNewMessage, ScreenedInputChannel
+from connectors.refusals import refuse
+
 logger = logging.getLogger(__name__)
 
-MAX_TEXT_CHARS = 5000
+# A message far beyond the character limit still gets its polite answer; only a body
+# no message could need is refused unread.
+MAX_BODY_BYTES = 1024 * 1024
 MAX_SENDER_CHARS = 128
 MAX_METADATA_BYTES = 4096
 
@@ -53,10 +61,6 @@ def parse_message_request(body: bytes) -> tuple[str, str, dict[str, Any] | None]
     text = payload.get("message")
     if not isinstance(text, str):
         raise BadRequest("'message' must be a string.")
-    if not text.strip():
-        raise BadRequest("'message' is empty.")
-    if len(text) > MAX_TEXT_CHARS:
-        raise BadRequest(f"'message' is longer than {MAX_TEXT_CHARS} characters.")
 
     metadata = payload.get("metadata")
     if metadata is not None:
@@ -67,15 +71,18 @@ def parse_message_request(body: bytes) -> tuple[str, str, dict[str, Any] | None]
     return sender, text, metadata
 
 
-class RestChannel(InputChannel):
+class RestChannel(ScreenedInputChannel):
     """Synchronous REST channel: one request carries one message and returns the replies."""
+
+    def __init__(self) -> None:
+        self.max_message_chars = bot_settings.load().max_message_chars
 
     @classmethod
     def name(cls) -> str:
         """Keeps Rasa's channel name, so webhooks and identities stay ``rest``."""
         return "rest"
 
-    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+    def routes(self, on_new_message: OnNewMessage) -> Blueprint:
         """The ``/`` health route and the ``/webhook`` message route."""
         webhook = Blueprint(f"rapport_{self.name()}_webhook", __name__)
 
@@ -86,17 +93,17 @@ class RestChannel(InputChannel):
         self.add_message_route(webhook, on_new_message)
         return webhook
 
-    def add_message_route(
-        self, blueprint: Blueprint, on_new_message: Callable[[UserMessage], Awaitable[Any]]
-    ) -> None:
+    def add_message_route(self, blueprint: Blueprint, on_new_message: OnNewMessage) -> None:
         """``POST /webhook``: validate, hand the message to Rasa, return the replies."""
 
         @blueprint.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
+            if len(request.body or b"") > MAX_BODY_BYTES:
+                return refuse(request, 413, f"The body is larger than {MAX_BODY_BYTES} bytes.")
             try:
                 sender, text, metadata = parse_message_request(request.body)
             except BadRequest as error:
-                return response.json({"error": str(error)}, status=400)
+                return refuse(request, 400, str(error))
             collector = CollectingOutputChannel()
             await on_new_message(
                 UserMessage(

@@ -1,38 +1,43 @@
 """Slack channel on slack-bolt (async) behind Rasa's Sanic server.
 
-Bolt verifies every request's signature and timestamp (bad or stale: 401, nothing
-stored) and acknowledges events at once; the conversation runs after the ack, so a slow
+Every request's signature and timestamp are verified here, in one place, before bolt
+sees it (bad or stale: 401 and one log line without the body, nothing stored); bolt
+acknowledges events at once; the conversation runs after the ack, so a slow
 turn never makes Slack retry. Each ``event_id`` is processed once, whatever Slack's
-retries. DMs and @mentions are answered in the thread they came from; buttons are Block
-Kit; the bot ignores its own and other bots' messages. Socket Mode (SLACK_APP_TOKEN)
-replaces the public URL during development.
+retries. Customer text is decoded from Slack's markup (``connectors.slack_markup``)
+before the inbound step. DMs and @mentions are answered in the thread they came from;
+buttons are Block Kit; the bot ignores its own and other bots' messages. Socket Mode
+(SLACK_APP_TOKEN) replaces the public URL during development.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.core.channels.channel import OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from slack_bolt.adapter.sanic import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import settings as bot_settings
 from connectors.dedupe import Deduplicator
 from connectors.handoff_service import HandoffService
+from connectors.inbound import OnNewMessage, ScreenedInputChannel
+from connectors.refusals import refuse
 from connectors.slack_agents import register_agent_console
+from connectors.slack_markup import plain_text
 
 logger = logging.getLogger(__name__)
 
 API_TIMEOUT_SECONDS = 10
-MENTION = re.compile(r"<@[A-Z0-9]+>\s*")
+MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>\s*")
 BUTTON_ACTION = re.compile(r"^rapport_button_\d+$")
 IGNORED_SUBTYPES = {"message_changed", "message_deleted", "bot_message", "channel_join"}
 
@@ -90,7 +95,7 @@ class SlackOutput(OutputChannel):
             logger.error("Slack refused a reply: %s", error.response.get("error"))
 
 
-class SlackChannel(InputChannel):
+class SlackChannel(ScreenedInputChannel):
     """``POST /webhooks/slack/events`` (events and interactivity); disabled without a token."""
 
     @classmethod
@@ -104,11 +109,17 @@ class SlackChannel(InputChannel):
     def __init__(self) -> None:
         self.settings = bot_settings.load()
         self.enabled = bool(self.settings.slack_bot_token)
+        self.max_message_chars = self.settings.max_message_chars
+        self.verifier = (
+            SignatureVerifier(self.settings.slack_signing_secret)
+            if self.settings.slack_signing_secret
+            else None
+        )
         self.dedupe = Deduplicator(self.settings.redis_url, "rapport:slack:event")
         self.app: AsyncApp | None = None
         self.sanic_app: Any = None
 
-    def build_app(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> AsyncApp:
+    def build_app(self, on_new_message: OnNewMessage) -> AsyncApp:
         """The bolt app with Rapport's listeners."""
         client = AsyncWebClient(
             token=self.settings.slack_bot_token,
@@ -120,6 +131,8 @@ class SlackChannel(InputChannel):
             signing_secret=self.settings.slack_signing_secret or None,
             client=client,
             process_before_response=False,
+            # Verified in `events` below (bolt's own check logs refused bodies at INFO).
+            request_verification_enabled=False,
         )
 
         async def relay(
@@ -131,7 +144,7 @@ class SlackChannel(InputChannel):
                 return
             await on_new_message(
                 UserMessage(
-                    text,
+                    plain_text(text),
                     SlackOutput(client, channel, thread_ts),
                     slack_sender_id(body.get("team_id"), user),
                     input_channel=self.name(),
@@ -200,7 +213,19 @@ class SlackChannel(InputChannel):
         else:
             await output.send_text_message(sender_id, text)
 
-    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+    def verification_failure(self, request: Request) -> str | None:
+        """Why a request is not Slack's (bad or stale signature), or None when it is."""
+        if self.verifier is None:
+            return "Slack events arrive over Socket Mode here, not HTTP"
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        signature = request.headers.get("X-Slack-Signature", "")
+        if not timestamp.isdigit() or not signature:
+            return "missing Slack signature"
+        if not self.verifier.is_valid(request.body or b"", timestamp, signature):
+            return "bad or expired Slack signature"
+        return None
+
+    def routes(self, on_new_message: OnNewMessage) -> Blueprint:
         """``/`` health and ``/events`` for Slack's Events API and interactivity."""
         slack = Blueprint("rapport_slack", __name__)
         if self.enabled:
@@ -225,12 +250,15 @@ class SlackChannel(InputChannel):
         @slack.route("/events", methods=["POST"])
         async def events(request: Request) -> HTTPResponse:
             if handler is None:
-                return response.json({"error": "Slack is not configured"}, status=404)
+                return refuse(request, 404, "Slack is not configured")
+            failure = self.verification_failure(request)
+            if failure is not None:
+                return refuse(request, 401, failure)
             try:
                 return await handler.handle(request)
             except ValueError:
-                # bolt parses the body after verifying it; a signed but garbled body
+                # bolt parses the body after we verified it; a signed but garbled body
                 # (JSON or form) is the sender's error, not ours.
-                return response.json({"error": "The body is not a Slack payload."}, status=400)
+                return refuse(request, 400, "The body is not a Slack payload.")
 
         return slack

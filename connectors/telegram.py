@@ -12,11 +12,10 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.core.channels.channel import OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -26,6 +25,8 @@ from telegram.request import HTTPXRequest
 
 from bot import settings as bot_settings
 from connectors.dedupe import Deduplicator
+from connectors.inbound import OnNewMessage, ScreenedInputChannel
+from connectors.refusals import refuse
 from connectors.telegram_adapter import Incoming, chat_id_of, incoming_message
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class TelegramOutput(OutputChannel):
         )
 
 
-class TelegramChannel(InputChannel):
+class TelegramChannel(ScreenedInputChannel):
     """``POST /webhooks/telegram/webhook`` (and polling mode); disabled without TELEGRAM_TOKEN."""
 
     @classmethod
@@ -119,6 +120,7 @@ class TelegramChannel(InputChannel):
     def __init__(self) -> None:
         self.settings = bot_settings.load()
         self.enabled = bool(self.settings.telegram_token)
+        self.max_message_chars = self.settings.max_message_chars
         # Without a configured secret, each start sets a fresh random one with setWebhook.
         self.secret = self.settings.telegram_secret_token or secrets.token_urlsafe(32)
         self.dedupe = Deduplicator(self.settings.redis_url, "rapport:telegram:update")
@@ -137,7 +139,7 @@ class TelegramChannel(InputChannel):
             get_updates_request=HTTPXRequest(read_timeout=POLL_TIMEOUT_SECONDS + 10),
         )
 
-    async def start(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+    async def start(self, on_new_message: OnNewMessage) -> None:
         """Connect the bot; register the webhook or start polling."""
         self.bot = self._make_bot()
         await self.bot.initialize()
@@ -181,9 +183,7 @@ class TelegramChannel(InputChannel):
         if self.bot is not None:
             await self.bot.shutdown()
 
-    async def handle_update(
-        self, data: dict[str, Any], on_new_message: Callable[[UserMessage], Awaitable[Any]]
-    ) -> str:
+    async def handle_update(self, data: dict[str, Any], on_new_message: OnNewMessage) -> str:
         """Process one update once; returns what happened (for the HTTP answer and logs)."""
         assert self.bot is not None
         update = Update.de_json(data, self.bot)
@@ -215,7 +215,7 @@ class TelegramChannel(InputChannel):
             # The spinner on the customer's button stops by itself; the message still counts.
             logger.warning("answerCallbackQuery failed: %s", type(error).__name__)
 
-    async def _poll(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+    async def _poll(self, on_new_message: OnNewMessage) -> None:
         assert self.bot is not None
         offset = None
         while True:
@@ -232,7 +232,7 @@ class TelegramChannel(InputChannel):
                 except Exception:
                     logger.exception("A Telegram update failed; continuing with the next")
 
-    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+    def routes(self, on_new_message: OnNewMessage) -> Blueprint:
         """Health, the webhook, and start/stop listeners."""
         telegram = Blueprint("rapport_telegram", __name__)
 
@@ -253,19 +253,19 @@ class TelegramChannel(InputChannel):
         @telegram.route("/webhook", methods=["POST"])
         async def webhook(request: Request) -> HTTPResponse:
             if not self.enabled:
-                return response.json({"error": "Telegram is not configured"}, status=404)
+                return refuse(request, 404, "Telegram is not configured")
             given = request.headers.get(SECRET_HEADER, "")
             if not hmac.compare_digest(given.encode(), self.secret.encode()):
-                return response.json({"error": "bad secret token"}, status=401)
+                return refuse(request, 401, "bad secret token")
             if not await self.wait_until_ready(STARTUP_WAIT_SECONDS):
                 # Nothing was taken: Telegram re-sends the update after a 5xx.
-                return response.json({"error": "starting up, try again"}, status=503)
+                return refuse(request, 503, "starting up, try again")
             try:
                 data = json.loads(request.body or b"")
                 if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
                     raise ValueError("not an update")
             except ValueError:
-                return response.json({"error": "The body must be a Telegram update."}, status=400)
+                return refuse(request, 400, "The body must be a Telegram update.")
             try:
                 outcome = await self.handle_update(data, on_new_message)
             except Exception:

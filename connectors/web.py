@@ -13,17 +13,17 @@ collects it with ``GET /chat/inbox?sender=<id>``, a long poll.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from rasa.core.channels.channel import UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot import settings as bot_settings
+from connectors.inbound import OnNewMessage
+from connectors.refusals import refuse
 from connectors.rest import BadRequest, RestChannel, validate_sender
 from connectors.web_inbox import InboxUnavailable, WebInbox
 
@@ -58,6 +58,7 @@ class WebChatChannel(RestChannel):
     """Serves the chat page and takes its messages (channel name ``web``)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.inbox = WebInbox(bot_settings.load().redis_url, "rapport:web:inbox")
 
     @classmethod
@@ -78,7 +79,7 @@ class WebChatChannel(RestChannel):
             message["buttons"] = buttons
         await self.inbox.put(sender_id, message)
 
-    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+    def routes(self, on_new_message: OnNewMessage) -> Blueprint:
         """The page (``/``), its assets, ``/inbox`` and the REST channel's ``/webhook``."""
         blueprint = Blueprint("rapport_web_chat", __name__)
         self.add_message_route(blueprint, on_new_message)
@@ -99,7 +100,7 @@ class WebChatChannel(RestChannel):
             try:
                 sender = validate_sender(request.args.get("sender"))
             except BadRequest as error:
-                return response.json({"error": str(error)}, status=400)
+                return refuse(request, 400, str(error))
             try:
                 messages = await self.inbox.wait(sender, INBOX_WAIT_SECONDS)
             except InboxUnavailable as error:

@@ -32,6 +32,10 @@ CLOSING_INTENTS = frozenset({"thank", "goodbye"})
 # Answers from the FAQ ResponseSelector resolve the question they answer.
 FAQ_RESPONSE_PREFIX = "utter_faq"
 TRANSCRIPT_EVENTS = frozenset({"user", "bot"})
+# A customer message's metadata entry from the channels' inbound step: the text for the
+# transcript (the customer's words, where Rasa got an intent shortcut or a cut text) and
+# the detected language.
+INBOUND_METADATA_KEY = "inbound"
 
 
 class MalformedEvent(ValueError):
@@ -151,6 +155,12 @@ def transcript_line(
     )
     if kind == "user":
         line.intent, line.confidence = intent_of(event)
+        inbound = (event.get("metadata") or {}).get(INBOUND_METADATA_KEY)
+        if isinstance(inbound, Mapping):
+            if isinstance(inbound.get("text"), str):
+                line.text = inbound["text"]
+            if isinstance(inbound.get("language"), str):
+                line.language = inbound["language"][:8]
     else:
         agent = (event.get("metadata") or {}).get("agent")
         if isinstance(agent, Mapping) and agent.get("name"):

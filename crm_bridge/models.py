@@ -173,6 +173,8 @@ class InteractionMessage(Base):
     intent = Column(String(100))
     confidence = Column(Float)
     buttons = Column(JSON)
+    # ISO 639-1 code of a customer's line when the inbound step detected one (e.g. "nl").
+    language = Column(String(8))
     event_ts = Column(Float, nullable=False)
     sent_at = Column(UtcDateTime, nullable=False)
 

@@ -173,3 +173,22 @@ def test_an_unreachable_crm_raises_crm_unavailable() -> None:
     log = InteractionLog("postgresql+psycopg2://postgres@127.0.0.1:1/none")
     with pytest.raises(CrmUnavailable):
         log.record_events([user("x", time.time(), "hi", "greet")])
+
+
+def test_the_transcript_keeps_the_customers_words_and_language(crm_url: str) -> None:
+    """A message the inbound step turned into a shortcut is stored as the customer wrote
+    it (cut and marked when too long), with the detected language."""
+    t0 = time.time()
+    dutch = user("inb-1", t0 + 1, "/inbound_other_language", "inbound_other_language", 1.0)
+    dutch["metadata"] = {"inbound": {"text": "waar is mijn bestelling", "language": "nl"}}
+    long = user("inb-1", t0 + 2, "/inbound_too_long", "inbound_too_long", 1.0)
+    long["metadata"] = {"inbound": {"text": "aaa […truncated: 5000 characters]"}}
+    plain = user("inb-1", t0 + 3, "hi", "greet")
+    InteractionLog(crm_url).record_events([*session_start("inb-1", t0), dutch, long, plain])
+    [interaction] = interactions(crm_url)
+    lines = [(m.text, m.intent, m.language) for m in interaction.messages]
+    assert lines == [
+        ("waar is mijn bestelling", "inbound_other_language", "nl"),
+        ("aaa […truncated: 5000 characters]", "inbound_too_long", None),
+        ("hi", "greet", None),
+    ]

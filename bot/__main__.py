@@ -1,4 +1,4 @@
-"""``python -m bot <command>``: train, serve, rasa-server, shell."""
+"""``python -m bot <command>``: train, serve, rasa-server, shell, validate, settings."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
         "rasa-server": "bot.rasa_server",
         "shell": "bot.shell",
         "validate": "bot.validate",
+        "settings": "bot.settings",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m bot {{{','.join(commands)}}} [options]", file=sys.stderr)

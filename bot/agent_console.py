@@ -120,7 +120,7 @@ class SlackAgentConsole:
     @classmethod
     def from_environment(cls) -> SlackAgentConsole | None:
         """The console when SLACK_AGENT_CHANNEL and SLACK_BOT_TOKEN are set, else None."""
-        settings = bot_settings.load()
+        settings = bot_settings.current()
         if not (settings.slack_agent_channel and settings.slack_bot_token):
             return None
         return cls(

@@ -57,7 +57,7 @@ class InteractionLogBroker(EventBroker):
         cls, broker_config: EndpointConfig | None, event_loop: Any = None
     ) -> EventBroker:
         """RabbitMQ when ``RABBITMQ_URL`` is set, otherwise the in-process log writer."""
-        settings = bot_settings.load()
+        settings = bot_settings.current()
         if settings.rabbitmq_url:
             return await connect_rabbitmq(settings, event_loop)
         logger.info("Event broker: in-process CRM interaction log")
@@ -139,15 +139,15 @@ async def connect_rabbitmq(
     logger.info(
         "Event broker: RabbitMQ at %s, queue %s",
         redact_url(settings.rabbitmq_url),
-        settings.events_queue,
+        settings.crm.events_queue,
     )
     broker = PikaEventBroker(
         host=settings.rabbitmq_url,
         username=parts.username or "guest",
         password=parts.password or "guest",
         port=parts.port or 5672,
-        queues=[settings.events_queue],
-        exchange_name=settings.events_exchange,
+        queues=[settings.crm.events_queue],
+        exchange_name=settings.crm.events_exchange,
         event_loop=event_loop,
         connection_attempts=5,
         retry_delay_in_seconds=2,

@@ -8,7 +8,6 @@ root handlers replaces every configured secret with ``***`` before a record is w
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable
 
 from bot.settings import Settings
@@ -31,7 +30,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.slack_app_token,
         settings.api_token,
         settings.jwt_secret,
-        os.environ.get("AGENT_API_TOKEN", ""),
+        settings.agent_api_token,
     ]
     for url in (settings.redis_url, settings.rabbitmq_url, crm_settings.database_url()):
         password = urlsplit(url).password if url else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from bot import log_redaction
@@ -25,10 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--credentials", type=Path, default=PROJECT_ROOT / "credentials.yml")
     args = parser.parse_args(argv)
 
-    settings = bot_settings.load()
+    settings = bot_settings.current()
     settings.validate()
-    os.environ.setdefault("ACTION_ENDPOINT_URL", settings.action_endpoint_url)
-    os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+    bot_settings.export_for_rasa(settings)
 
     import rasa.core.run
     import rasa.utils.tensorflow.environment as tf_env

@@ -8,7 +8,6 @@ pretends to be healthy. Ctrl-C or SIGTERM stops all of them.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -36,18 +35,6 @@ def child_commands(settings: bot_settings.Settings, model: Path) -> dict[str, li
     if settings.rabbitmq_url:
         commands["consumer"] = [python, "-m", "crm_bridge.consumer"]
     return commands
-
-
-def child_environment(settings: bot_settings.Settings) -> dict[str, str]:
-    """The environment every child runs with."""
-    env = dict(os.environ)
-    env["RASA_TELEMETRY_ENABLED"] = "false"
-    env.setdefault("ACTION_ENDPOINT_URL", settings.action_endpoint_url)
-    # The action server has no authentication of its own: keep it on loopback unless
-    # the operator deliberately exposes it (e.g. to a Rasa server on another host).
-    env.setdefault("SANIC_HOST", "127.0.0.1")
-    env.setdefault("PYTHONPATH", str(PROJECT_ROOT))
-    return env
 
 
 def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
@@ -96,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-train", action="store_true", help="fail instead of training")
     args = parser.parse_args(argv)
 
-    settings = bot_settings.load()
+    settings = bot_settings.current()
     try:
         settings.validate()
     except bot_settings.SettingsError as error:
@@ -121,4 +108,4 @@ def main(argv: list[str] | None = None) -> int:
         f"  CRM timeline:  python -m crm_bridge show-contact alice@example.com\n",
         flush=True,
     )
-    return supervise(child_commands(settings, model), child_environment(settings))
+    return supervise(child_commands(settings, model), bot_settings.child_environment(settings))

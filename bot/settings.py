@@ -1,94 +1,111 @@
-"""Every setting of the bot side (Rasa server, stores, broker, serving), from the environment.
+"""Every setting of the bot side (Rasa server, stores, channels, handoff), from the environment.
 
-`crm_bridge` keeps its own small settings module because it must work without this
-package; everything else reads configuration here. Defaults are the embedded,
-single-machine set-up that `make run` uses: SQLite under ``var/``, no Redis, no broker.
+One frozen :class:`Settings` per process: :func:`current` builds it once (entry points
+validate it at start-up, with a message naming the variable); :func:`load` builds a
+fresh one (tests, CLIs that report errors). Each field names its environment variable,
+and the CRM's settings (database, event feed) are ``Settings.crm``, read by
+``crm_bridge.settings``. Defaults are the embedded, single-machine set-up that `make run`
+uses: SQLite under ``var/``, no Redis, no broker.
+
+Only this module and ``crm_bridge/settings.py`` read or write ``os.environ``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("RAPPORT_VAR_DIR", PROJECT_ROOT / "var"))
+from crm_bridge import settings as crm_settings
+from crm_bridge.settings import SettingsError, env_field, environment_variables, from_environ
 
-_TRUE = {"1", "true", "yes", "on"}
+__all__ = [
+    "PROJECT_ROOT",
+    "Settings",
+    "SettingsError",
+    "current",
+    "environment_variables",
+    "load",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The longest customer message any channel passes to the assistant (Telegram's own limit
 # is 4096); the bounds keep a typo from refusing every message or feeding NLU a book.
 MIN_MESSAGE_CHARS = 64
 MAX_MESSAGE_CHARS = 100_000
 
 
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
-
-
-def _flag(name: str, default: bool = False) -> bool:
-    raw = _env(name)
-    return raw.lower() in _TRUE if raw else default
-
-
-def _int(name: str, default: int) -> int:
-    raw = _env(name)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError as error:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from error
-
-
-def _float(name: str, default: float) -> float:
-    raw = _env(name)
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as error:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from error
-
-
-class SettingsError(ValueError):
-    """A setting has a value that cannot work; the message names the variable."""
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Settings:
-    """A snapshot of the bot's configuration; build it with :func:`load`."""
+    """A snapshot of the bot's configuration; build it with :func:`current` or :func:`load`."""
 
-    redis_url: str
-    rabbitmq_url: str
-    events_queue: str
-    events_exchange: str
-    tracker_database_url: str
-    rasa_interface: str
-    rasa_port: int
-    action_port: int
-    action_endpoint_url: str
-    api_enabled: bool
-    api_token: str
-    jwt_secret: str
-    models_dir: Path
-    log_level: str
-    telegram_token: str = ""
-    telegram_secret_token: str = ""
-    telegram_webhook_url: str = ""
-    telegram_api_base_url: str = "https://api.telegram.org/bot"
-    telegram_mode: str = "webhook"
-    telegram_chat_interval: float = 1.0
-    slack_bot_token: str = ""
-    slack_signing_secret: str = ""
-    slack_app_token: str = ""
-    slack_api_base_url: str = "https://slack.com/api/"
-    slack_agent_channel: str = ""
-    business_hours: str = ""
-    business_timezone: str = "UTC"
-    max_message_chars: int = 4096
+    crm: crm_settings.CrmSettings = dataclasses.field(default_factory=crm_settings.CrmSettings)
+    redis_url: str = env_field(
+        "REDIS_URL", "", "Redis for the tracker and lock stores, dedupe and the web inbox"
+    )
+    tracker_database_url: str = env_field(
+        "TRACKER_DATABASE_URL", "", "Rasa's conversation store without Redis (default: SQLite)"
+    )
+    rasa_interface: str = env_field("RASA_INTERFACE", "127.0.0.1", "where Rasa listens")
+    rasa_port: int = env_field("RASA_PORT", 5005, "Rasa's port")
+    action_port: int = env_field("ACTION_PORT", 5055, "the action server's port")
+    action_endpoint_url: str = env_field(
+        "ACTION_ENDPOINT_URL", "", "where Rasa calls the action server (default: loopback)"
+    )
+    api_enabled: bool = env_field("RASA_ENABLE_API", False, "Rasa's HTTP API (needs a token)")
+    api_token: str = env_field("RASA_API_TOKEN", "", "token for Rasa's HTTP API")
+    jwt_secret: str = env_field("RASA_JWT_SECRET", "", "JWT secret for Rasa's HTTP API")
+    models_dir: Path = env_field(
+        "RAPPORT_MODELS_DIR", PROJECT_ROOT / "models", "where trained models are kept"
+    )
+    log_level: str = env_field("LOG_LEVEL", "INFO", "the servers' log level")
+    telegram_token: str = env_field("TELEGRAM_TOKEN", "", "the Telegram bot's token")
+    telegram_secret_token: str = env_field(
+        "TELEGRAM_SECRET_TOKEN", "", "webhook secret (default: a random one per start)"
+    )
+    telegram_webhook_url: str = env_field(
+        "TELEGRAM_WEBHOOK_URL", "", "the public HTTPS URL of the Telegram webhook"
+    )
+    telegram_api_base_url: str = env_field(
+        "TELEGRAM_API_BASE_URL", "https://api.telegram.org/bot", "the Bot API (tests: a fake)"
+    )
+    telegram_mode: str = env_field("TELEGRAM_MODE", "webhook", "webhook or polling")
+    telegram_chat_interval: float = env_field(
+        "TELEGRAM_CHAT_INTERVAL_SECONDS", 1.0, "seconds between two messages to one chat"
+    )
+    slack_bot_token: str = env_field("SLACK_BOT_TOKEN", "", "the Slack app's bot token")
+    slack_signing_secret: str = env_field(
+        "SLACK_SIGNING_SECRET", "", "verifies Slack's HTTP requests"
+    )
+    slack_app_token: str = env_field("SLACK_APP_TOKEN", "", "Socket Mode (development)")
+    slack_api_base_url: str = env_field(
+        "SLACK_API_BASE_URL", "https://slack.com/api/", "the Web API (tests: a fake)"
+    )
+    slack_agent_channel: str = env_field(
+        "SLACK_AGENT_CHANNEL", "", "the agents' Slack channel for handoffs"
+    )
+    business_hours: str = env_field("BUSINESS_HOURS", "", "when agents work (default: always)")
+    business_timezone: str = env_field("BUSINESS_TIMEZONE", "UTC", "time zone of those hours")
+    max_message_chars: int = env_field(
+        "MAX_MESSAGE_CHARS", 4096, "the longest customer message any channel passes on"
+    )
+    agent_api_token: str = env_field(
+        "AGENT_API_TOKEN", "", "turns on the agent API and is its bearer token"
+    )
+    handoff_claim_timeout_minutes: float = env_field(
+        "HANDOFF_CLAIM_TIMEOUT_MINUTES", 15.0, "how long a handoff waits for an agent"
+    )
+
+    @property
+    def rabbitmq_url(self) -> str:
+        """The CRM's event feed (``Settings.crm`` holds it)."""
+        return self.crm.rabbitmq_url
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot start."""
+        self.crm.validate()
         if self.telegram_mode not in {"webhook", "polling"}:
             raise SettingsError("TELEGRAM_MODE must be webhook or polling")
         if self.slack_bot_token and not (self.slack_signing_secret or self.slack_app_token):
@@ -111,43 +128,94 @@ class Settings:
                 f"MAX_MESSAGE_CHARS must be between {MIN_MESSAGE_CHARS} and "
                 f"{MAX_MESSAGE_CHARS}, got {self.max_message_chars}"
             )
+        if self.handoff_claim_timeout_minutes <= 0:
+            raise SettingsError("HANDOFF_CLAIM_TIMEOUT_MINUTES must be more than 0")
         for name, port in (("RASA_PORT", self.rasa_port), ("ACTION_PORT", self.action_port)):
             if not 0 < port < 65536:
                 raise SettingsError(f"{name} must be a TCP port, got {port}")
 
 
-def load() -> Settings:
-    """Read the settings from the environment (call it when needed, not at import time)."""
-    action_port = _int("ACTION_PORT", 5055)
-    return Settings(
-        redis_url=_env("REDIS_URL"),
-        rabbitmq_url=_env("RABBITMQ_URL"),
-        events_queue=_env("RAPPORT_EVENTS_QUEUE", "rapport_events"),
-        events_exchange=_env("RAPPORT_EVENTS_EXCHANGE", "rasa-exchange"),
-        tracker_database_url=_env(
-            "TRACKER_DATABASE_URL", f"sqlite:///{VAR_DIR / 'rasa_tracker.db'}"
-        ),
-        rasa_interface=_env("RASA_INTERFACE", "127.0.0.1"),
-        rasa_port=_int("RASA_PORT", 5005),
-        action_port=action_port,
-        action_endpoint_url=_env("ACTION_ENDPOINT_URL", f"http://127.0.0.1:{action_port}/webhook"),
-        api_enabled=_flag("RASA_ENABLE_API"),
-        api_token=_env("RASA_API_TOKEN"),
-        jwt_secret=_env("RASA_JWT_SECRET"),
-        models_dir=Path(_env("RAPPORT_MODELS_DIR", str(PROJECT_ROOT / "models"))),
-        log_level=_env("LOG_LEVEL", "INFO").upper(),
-        telegram_token=_env("TELEGRAM_TOKEN"),
-        telegram_secret_token=_env("TELEGRAM_SECRET_TOKEN"),
-        telegram_webhook_url=_env("TELEGRAM_WEBHOOK_URL"),
-        telegram_api_base_url=_env("TELEGRAM_API_BASE_URL", "https://api.telegram.org/bot"),
-        telegram_mode=_env("TELEGRAM_MODE", "webhook").lower(),
-        telegram_chat_interval=_float("TELEGRAM_CHAT_INTERVAL_SECONDS", 1.0),
-        slack_bot_token=_env("SLACK_BOT_TOKEN"),
-        slack_signing_secret=_env("SLACK_SIGNING_SECRET"),
-        slack_app_token=_env("SLACK_APP_TOKEN"),
-        slack_api_base_url=_env("SLACK_API_BASE_URL", "https://slack.com/api/"),
-        slack_agent_channel=_env("SLACK_AGENT_CHANNEL"),
-        business_hours=_env("BUSINESS_HOURS"),
-        business_timezone=_env("BUSINESS_TIMEZONE", "UTC"),
-        max_message_chars=_int("MAX_MESSAGE_CHARS", 4096),
-    )
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Fresh settings from ``environ`` (default: this process's environment)."""
+    environ = os.environ if environ is None else environ
+    crm = crm_settings.load(environ)
+    settings = from_environ(Settings, environ, crm=crm)
+    # Defaults that depend on other settings.
+    derived: dict[str, object] = {"log_level": settings.log_level.upper()}
+    if not settings.tracker_database_url:
+        derived["tracker_database_url"] = f"sqlite:///{crm.var_dir / 'rasa_tracker.db'}"
+    if not settings.action_endpoint_url:
+        derived["action_endpoint_url"] = f"http://127.0.0.1:{settings.action_port}/webhook"
+    derived["telegram_mode"] = settings.telegram_mode.lower()
+    return dataclasses.replace(settings, **derived)  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=1)
+def current() -> Settings:
+    """This process's settings, built once (entry points call ``validate()`` on them)."""
+    return load()
+
+
+def export_for_rasa(settings: Settings) -> None:
+    """What Rasa reads from the environment itself: ``${ACTION_ENDPOINT_URL}`` in
+    endpoints.yml, and telemetry, which stays off."""
+    os.environ.setdefault("ACTION_ENDPOINT_URL", settings.action_endpoint_url)
+    os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+
+
+def forbid_hub_downloads() -> None:
+    """Make Hugging Face libraries fail rather than download anything at run time."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, Path):
+        value = value.relative_to(PROJECT_ROOT) if value.is_relative_to(PROJECT_ROOT) else value
+    if isinstance(value, bool):
+        value = str(value).lower()
+    return f"`{value}`" if value != "" else "–"
+
+
+def markdown_table() -> str:
+    """The table of every variable, default and meaning (docs/operations.md holds it)."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for cls in (crm_settings.CrmSettings, Settings):
+        for spec in dataclasses.fields(cls):
+            if "env" in spec.metadata:
+                name, doc = spec.metadata["env"], spec.metadata["doc"]
+                rows.append(f"| `{name}` | {_shown(spec.default)} | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m bot settings [--check]``: print the variables' table, or check
+    the settings of this environment (exit 2 with the variable's name when one is bad)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m bot settings", description=main.__doc__)
+    parser.add_argument("--check", action="store_true", help="validate this environment")
+    args = parser.parse_args(argv)
+    if not args.check:
+        print(markdown_table(), end="")
+        return 0
+    try:
+        load().validate()
+    except SettingsError as error:
+        print(f"settings: {error}", file=sys.stderr)
+        return 2
+    print("settings: ok")
+    return 0
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment for the servers `python -m bot serve` starts."""
+    env = crm_settings.process_environment()
+    env["RASA_TELEMETRY_ENABLED"] = "false"
+    env.setdefault("ACTION_ENDPOINT_URL", settings.action_endpoint_url)
+    # The action server has no authentication of its own: keep it on loopback unless
+    # the operator deliberately exposes it (e.g. to a Rasa server on another host).
+    env.setdefault("SANIC_HOST", "127.0.0.1")
+    env.setdefault("PYTHONPATH", str(PROJECT_ROOT))
+    return env

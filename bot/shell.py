@@ -41,7 +41,7 @@ def render(replies: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m bot shell [--sender ID] [--url URL]``."""
-    settings = bot_settings.load()
+    settings = bot_settings.current()
     default_url = f"http://127.0.0.1:{settings.rasa_port}/webhooks/rest/webhook"
     parser = argparse.ArgumentParser(prog="python -m bot shell", description=__doc__)
     parser.add_argument(

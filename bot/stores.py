@@ -76,7 +76,7 @@ class EnvTrackerStore(TrackerStore):
         event_broker: EventBroker | None = None,
         **kwargs: Any,
     ) -> TrackerStore:
-        settings = bot_settings.load()
+        settings = bot_settings.current()
         if settings.redis_url:
             logger.info("Tracker store: Redis at %s", redact_url(settings.redis_url))
             return RedisTrackerStore(
@@ -94,7 +94,7 @@ class EnvLockStore(LockStore):
     """Redis when ``REDIS_URL`` is set (needed with more than one Rasa instance), else in memory."""
 
     def __new__(cls, endpoint_config: Any = None) -> LockStore:
-        settings = bot_settings.load()
+        settings = bot_settings.current()
         if settings.redis_url:
             logger.info("Lock store: Redis at %s", redact_url(settings.redis_url))
             kwargs = redis_kwargs(settings.redis_url)

@@ -12,7 +12,6 @@ import argparse
 import fcntl
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from bot.settings import PROJECT_ROOT
 from bot.settings import load as load_settings
+from crm_bridge.settings import process_environment
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def train_if_needed(
             "--out", str(models_dir),
             "--fixed-model-name", target.name.removesuffix(".tar.gz"),
         ]  # fmt: skip
-        env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
+        env = {**process_environment(), "RASA_TELEMETRY_ENABLED": "false"}
         subprocess.run(command, cwd=root, env=env, check=True)  # noqa: S603
         if not target.exists():
             raise RuntimeError(f"rasa train finished but {target} is missing")

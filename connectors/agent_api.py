@@ -12,7 +12,6 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import timedelta
@@ -23,6 +22,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import settings as bot_settings
 from connectors.handoff_service import HandoffService
 from crm_bridge.errors import CrmError, HandoffConflict, InvalidInput
 from crm_bridge.handoff import HandbackOutcome, HandoffView
@@ -52,9 +52,9 @@ class AgentApiChannel(InputChannel):
         return cls()
 
     def __init__(self) -> None:
-        self.token = os.environ.get("AGENT_API_TOKEN", "").strip()
-        minutes = os.environ.get("HANDOFF_CLAIM_TIMEOUT_MINUTES", "").strip()
-        self.claim_timeout = timedelta(minutes=float(minutes) if minutes else 15)
+        settings = bot_settings.current()
+        self.token = settings.agent_api_token
+        self.claim_timeout = timedelta(minutes=settings.handoff_claim_timeout_minutes)
         # Check often enough that a handoff waits at most a third longer than the timeout.
         self.sweep_interval = max(
             1.0, min(SWEEP_INTERVAL_SECONDS, self.claim_timeout.total_seconds() / 3)

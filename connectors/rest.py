@@ -75,7 +75,7 @@ class RestChannel(ScreenedInputChannel):
     """Synchronous REST channel: one request carries one message and returns the replies."""
 
     def __init__(self) -> None:
-        self.max_message_chars = bot_settings.load().max_message_chars
+        self.max_message_chars = bot_settings.current().max_message_chars
 
     @classmethod
     def name(cls) -> str:

@@ -107,7 +107,7 @@ class SlackChannel(ScreenedInputChannel):
         return cls()
 
     def __init__(self) -> None:
-        self.settings = bot_settings.load()
+        self.settings = bot_settings.current()
         self.enabled = bool(self.settings.slack_bot_token)
         self.max_message_chars = self.settings.max_message_chars
         self.verifier = (

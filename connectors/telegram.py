@@ -118,7 +118,7 @@ class TelegramChannel(ScreenedInputChannel):
         return cls()
 
     def __init__(self) -> None:
-        self.settings = bot_settings.load()
+        self.settings = bot_settings.current()
         self.enabled = bool(self.settings.telegram_token)
         self.max_message_chars = self.settings.max_message_chars
         # Without a configured secret, each start sets a fresh random one with setWebhook.

@@ -59,7 +59,7 @@ class WebChatChannel(RestChannel):
 
     def __init__(self) -> None:
         super().__init__()
-        self.inbox = WebInbox(bot_settings.load().redis_url, "rapport:web:inbox")
+        self.inbox = WebInbox(bot_settings.current().redis_url, "rapport:web:inbox")
 
     @classmethod
     def name(cls) -> str:

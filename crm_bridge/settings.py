@@ -1,52 +1,163 @@
-"""The CRM bridge's own settings, read from the environment.
+"""The CRM bridge's settings: one typed object built from the environment.
 
-Kept apart from ``bot.settings`` because ``crm_bridge`` must work without the bot
-(for the consumer, the CLI and other agent consoles).
+Kept apart from ``bot.settings`` because ``crm_bridge`` must work without the bot (for
+the consumer, the CLI and other agent consoles); the bot's settings hold one of these
+(``Settings.crm``) instead of reading the same variables again. Each field names its
+environment variable (``env_field``), which is how ``.env.example`` and the docs'
+table are checked against the code (tests/unit/test_settings_documented.py).
+
+This module and ``bot/settings.py`` are the only places that read ``os.environ``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot work; the message names the variable."""
+
+
+def env_field(name: str, default: Any, doc: str) -> Any:
+    """A settings field read from environment variable ``name`` (``doc`` says what it is)."""
+    return dataclasses.field(default=default, metadata={"env": name, "doc": doc})
+
+
+def _convert(name: str, raw: str, kind: str) -> Any:
+    if kind == "bool":
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    if kind in {"int", "float"}:
+        try:
+            return int(raw) if kind == "int" else float(raw)
+        except ValueError as error:
+            noun = "a whole number" if kind == "int" else "a number"
+            raise SettingsError(f"{name} must be {noun}, got {raw!r}") from error
+    if kind == "Path":
+        return Path(raw)
+    return raw
+
+
+def from_environ(cls: type[T], environ: Mapping[str, str], **given: Any) -> T:
+    """An instance of the settings dataclass ``cls``: each ``env_field`` from its variable
+    (blank or unset: the default), converted to the field's type; ``given`` fills the rest."""
+    values = dict(given)
+    for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = spec.metadata.get("env")
+        if name is None or spec.name in values:
+            continue
+        raw = environ.get(name, "").strip()
+        if raw:
+            values[spec.name] = _convert(name, raw, str(spec.type))
+    return cls(**values)
+
+
+def environment_variables(cls: type) -> dict[str, str]:
+    """``{variable: what it is}`` for every field of a settings dataclass."""
+    return {
+        spec.metadata["env"]: spec.metadata["doc"]
+        for spec in dataclasses.fields(cls)
+        if "env" in spec.metadata
+    }
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's environment, for the child processes it starts."""
+    return dict(os.environ)
+
+
+@dataclasses.dataclass(frozen=True)
+class CrmSettings:
+    """Where the CRM and its event feed are."""
+
+    var_dir: Path = env_field(
+        "RAPPORT_VAR_DIR", PROJECT_ROOT / "var", "folder of the embedded SQLite databases"
+    )
+    crm_database_url: str = env_field(
+        "CRM_DATABASE_URL", "", "the CRM's SQLAlchemy URL (default: SQLite in the var folder)"
+    )
+    rabbitmq_url: str = env_field(
+        "RABBITMQ_URL", "", "publish conversation events to RabbitMQ (default: in-process log)"
+    )
+    events_queue: str = env_field(
+        "RAPPORT_EVENTS_QUEUE", "rapport_events", "the durable queue of conversation events"
+    )
+    events_exchange: str = env_field(
+        "RAPPORT_EVENTS_EXCHANGE", "rasa-exchange", "the exchange Rasa publishes events to"
+    )
+    session_timeout_minutes: int = env_field(
+        "SESSION_TIMEOUT_MINUTES", 60, "inactivity after which an Interaction is closed"
+    )
+
+    phone_region: str = env_field(
+        "DEFAULT_PHONE_REGION", "GB", "country of phone numbers given without +code (ISO 3166)"
+    )
+
+    def validate(self) -> None:
+        """Refuse values that cannot work."""
+        if self.session_timeout_minutes < 1:
+            raise SettingsError("SESSION_TIMEOUT_MINUTES must be at least 1")
+        import phonenumbers
+
+        if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise SettingsError(
+                f"DEFAULT_PHONE_REGION must be a country code such as GB or NL, "
+                f"got {self.phone_region!r}"
+            )
+
+
+def load(environ: Mapping[str, str] | None = None) -> CrmSettings:
+    """The CRM settings from ``environ`` (default: this process's environment)."""
+    settings = from_environ(CrmSettings, os.environ if environ is None else environ)
+    settings = dataclasses.replace(settings, phone_region=settings.phone_region.upper())
+    settings.validate()
+    return settings
 
 
 def var_dir() -> Path:
     """Where embedded data lives (``var/`` in the project unless RAPPORT_VAR_DIR says otherwise)."""
-    return Path(os.environ.get("RAPPORT_VAR_DIR", PROJECT_ROOT / "var"))
+    return load().var_dir
 
 
 def database_url() -> str:
     """The CRM's SQLAlchemy URL: CRM_DATABASE_URL, else SQLite at var/crm.db."""
-    url = os.environ.get("CRM_DATABASE_URL", "").strip()
-    if url:
-        return url
-    folder = var_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'crm.db'}"
+    settings = load()
+    if settings.crm_database_url:
+        return settings.crm_database_url
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{settings.var_dir / 'crm.db'}"
 
 
 def rabbitmq_url() -> str:
     """RABBITMQ_URL, or an empty string when the embedded (in-process) log is used."""
-    return os.environ.get("RABBITMQ_URL", "").strip()
+    return load().rabbitmq_url
 
 
 def events_queue() -> str:
     """The durable queue Rasa publishes conversation events to."""
-    return os.environ.get("RAPPORT_EVENTS_QUEUE", "rapport_events").strip()
+    return load().events_queue
 
 
 def events_exchange() -> str:
     """The fanout exchange Rasa's PikaEventBroker binds its queues to."""
-    return os.environ.get("RAPPORT_EVENTS_EXCHANGE", "rasa-exchange").strip()
+    return load().events_exchange
 
 
 def session_timeout_minutes() -> int:
     """Inactivity after which an open Interaction counts as ended."""
-    raw = os.environ.get("SESSION_TIMEOUT_MINUTES", "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 60
+    return load().session_timeout_minutes
 
 
 def redact_url(url: str) -> str:

@@ -28,6 +28,16 @@ def prepare_crm(url: str) -> str:
     return url
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_settings() -> Iterator[None]:
+    """Each test builds the process-wide settings from its own environment."""
+    from bot import settings as bot_settings
+
+    bot_settings.current.cache_clear()
+    yield
+    bot_settings.current.cache_clear()
+
+
 @pytest.fixture
 def crm_url(tmp_path: Path) -> str:
     """A fresh, migrated and seeded SQLite CRM."""

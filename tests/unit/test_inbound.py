@@ -126,8 +126,8 @@ def _english_examples() -> list[str]:
     examples = []
     for path in sorted((PROJECT_ROOT / "data" / "nlu").glob("*.yml")):
         for item in yaml.safe_load(path.read_text())["nlu"]:
-            if "intent" not in item:
-                continue  # regexes and synonyms
+            if "intent" not in item or item["intent"] == "inbound_other_language":
+                continue  # regexes, synonyms, and the examples that are meant to be foreign
             for line in item["examples"].splitlines():
                 line = line.strip().removeprefix("- ")
                 # Annotated entities: [text](entity) or [text]{"entity": ...} -> text.

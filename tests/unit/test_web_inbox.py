@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
+from bot import settings as bot_settings
 from connectors.handoff_service import push_to_customer
 from connectors.rest import RestChannel
 from connectors.web import WebChatChannel
@@ -90,5 +91,6 @@ async def test_the_agent_api_delivers_to_the_web_inbox_or_says_it_could_not(monk
 
     # Redis down: the agent hears "not delivered" instead of an error.
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    bot_settings.current.cache_clear()  # settings are read once per process
     unreachable = SimpleNamespace(ctx=SimpleNamespace(input_channels=[WebChatChannel()]))
     assert await push_to_customer(unreachable, _handoff("web-a"), "lost") is False

@@ -23,6 +23,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.crm import get_gateway, get_handoff_desk, tell_crm_failure
 from actions.identity import conversation_ref, linked_contact
+from actions.inbound import customer_text
 from bot import settings as bot_settings
 from bot.agent_console import AgentConsoleError, HandoffSummary, SlackAgentConsole
 from bot.business_hours import BusinessHours
@@ -59,7 +60,9 @@ def recent_messages(tracker: Tracker, limit: int = RECENT_MESSAGES) -> list[tupl
     """The conversation's last messages, both sides, oldest first (button payloads left out)."""
     lines = []
     for event in tracker.events:
-        text = str(event.get("text") or "").strip()
+        # The customer's own words, also when the inbound step sent Rasa an /intent.
+        text = customer_text(event) if event.get("event") == "user" else ""
+        text = text or str(event.get("text") or "").strip()
         if not text or text.startswith("/"):
             continue
         if event.get("event") == "user":
@@ -203,7 +206,7 @@ class ActionRelayToAgent(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
         console = get_agent_console()
-        text = str(tracker.latest_message.get("text") or "").strip()
+        text = customer_text(tracker.latest_message)
         if console is None or not text:
             return []
         try:

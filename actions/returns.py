@@ -11,8 +11,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.crm import get_gateway, tell_crm_failure
-from actions.identity import conversation_ref
+from actions.identity import conversation_ref, linked_contact
 from actions.verification import (
+    END_FLOW,
     VerifiedOrderFormValidation,
     load_verified_order,
     reset_order_slots,
@@ -62,6 +63,42 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
     def name(self) -> str:
         return "validate_return_form"
 
+    def validate_order_number(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """The order, as for every order form; a linked customer hears at once when it
+        cannot be returned."""
+        result = super().validate_order_number(value, dispatcher, tracker, domain)
+        return self._end_if_refused(result, result.get("order_number"), dispatcher, tracker)
+
+    def validate_email(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """The order's email; once it proves the order, refuse at once when it must be."""
+        result = super().validate_email(value, dispatcher, tracker, domain)
+        number = tracker.get_slot("order_number") if result.get("email") else None
+        return self._end_if_refused(result, number, dispatcher, tracker)
+
+    @staticmethod
+    def _end_if_refused(
+        result: dict[str, Any], number: Any, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        """End the flow (saying why) when the verified order cannot be returned."""
+        if not number:
+            return result
+        try:
+            contact = linked_contact(tracker)
+            if contact is None:
+                return result  # not proven yet: the email comes first
+            order = get_gateway().get_order_for_contact(contact.id, str(number))
+        except CrmError:
+            return result  # the next step reports it
+        refusal = return_refusal(order, date.today())
+        if refusal is None:
+            return result
+        dispatcher.utter_message(text=refusal)
+        return {**result, "order_number": None, "email": None, **END_FLOW}
+
     def validate_return_item(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
@@ -73,9 +110,9 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
             return {"return_item": None}
         refusal = return_refusal(order, date.today())
         if refusal:
-            # Nothing to return here: say why and let the customer start over.
+            # Nothing to return here: say why and end the flow.
             dispatcher.utter_message(text=refusal)
-            return {"return_item": None, "order_number": None, "email": None}
+            return {"return_item": None, "order_number": None, "email": None, **END_FLOW}
         item = matching_item(order, str(value or ""))
         if item is None:
             dispatcher.utter_message(
@@ -103,6 +140,8 @@ class ActionSubmitReturn(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
         events = [*reset_order_slots(), *(SlotSet(slot, None) for slot in RETURN_SLOTS)]
+        if not tracker.get_slot("order_number"):
+            return events  # the form ended early and said why (a refused return)
         found = load_verified_order(dispatcher, tracker)
         if found is None:
             return events

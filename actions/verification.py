@@ -23,6 +23,14 @@ from crm_bridge.validation import normalise_order_number
 
 FAILURES_BEFORE_OFFERING_A_HUMAN = 3
 VERIFICATION_SLOTS = ("order_number", "email")
+# A validator returning this (with its slots) ends the form: the flow is over (e.g. a
+# refused return), its questions are not asked again.
+END_FLOW: dict[str, Any] = {"requested_slot": None}
+
+
+def ends_flow(events: list[dict[str, Any]]) -> bool:
+    """Did a validator end the form (``END_FLOW``)?"""
+    return any(e.get("name") == "requested_slot" and e.get("value") is None for e in events)
 
 
 class VerifiedOrderFormValidation(FormValidationAction):
@@ -51,6 +59,17 @@ class VerifiedOrderFormValidation(FormValidationAction):
             return domain_slots
         dropped = {"email"} if self.needs_order_when_linked else set(VERIFICATION_SLOTS)
         return [slot for slot in domain_slots if slot not in dropped]
+
+    async def _extract_validation_events(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[dict[str, Any]]:
+        """As rasa-sdk's, except that a flow ended by a validator is not asked further."""
+        events: list[dict[str, Any]] = await self.get_validation_events(dispatcher, tracker, domain)
+        tracker.add_slots(events)
+        if ends_flow(events):
+            return events
+        next_slot = await self.next_requested_slot(dispatcher, tracker, domain)
+        return [*events, next_slot] if next_slot else events
 
     def validate_order_number(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -4,7 +4,8 @@ except the ones Rasa 3.6 raises about responses that are in fact used.
 Rasa's validator only looks at stories and rules, so it reports form questions
 (``utter_ask_<slot>``) and responses sent by custom actions as unused. Those are
 recognised here (forms' required slots in the domain, ``response="..."`` in actions/)
-and listed as explained; anything else fails the check.
+and listed as explained, as is an intent that is only ever sent as a shortcut and so has
+no examples; anything else fails the check.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ UNUSED_UTTERANCE = re.compile(r"The utterance '([^']+)' is not used in any story
 DUPLICATED_INTENTS = re.compile(
     r"^The following duplicated intents have been found across multiple domain files: (.+)$"
 )
+# Intents only ever sent as /intent shortcuts (the channels' inbound step,
+# connectors/inbound.py): no message of a customer is classified as one of them.
+SHORTCUT_ONLY_INTENTS = frozenset({"inbound_too_long"})
+NO_EXAMPLES = re.compile(r"The intent '([^']+)' is listed in the domain file, but is not found")
 RESPONSE_IN_ACTION = re.compile(r"""response\s*=\s*["'](utter_[A-Za-z0-9_/]+)["']""")
 
 
@@ -45,6 +50,9 @@ def unexplained(
     for message in messages:
         unused = UNUSED_UTTERANCE.search(message)
         if unused and unused.group(1) in used_responses:
+            continue
+        no_examples = NO_EXAMPLES.search(message)
+        if no_examples and no_examples.group(1) in SHORTCUT_ONLY_INTENTS:
             continue
         duplicated = DUPLICATED_INTENTS.match(message.strip())
         if duplicated and set(duplicated.group(1).split(", ")) <= retrieval_intents:

@@ -26,8 +26,9 @@ from rasa.shared.core.trackers import DialogueStateTracker
 logger = logging.getLogger(__name__)
 
 RELAY_ACTION = "action_relay_to_agent"
-# Above RulePolicy (6): a person's ownership overrides every rule and story.
-PRIORITY = 7
+# Above RulePolicy (6) and FlowGuardPolicy (7): a person's ownership overrides every
+# rule, story and flow guard.
+PRIORITY = 8
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,4 +100,7 @@ class HandoffPolicy(Policy):
             and agent_owns(tracker.sender_id)
         ):
             probabilities[domain.index_for_action(RELAY_ACTION)] = 1.0
+            # Flagged like RulePolicy's "the form goes on" prediction, which would
+            # otherwise win inside an active form and let the form answer the customer.
+            return self._prediction(probabilities, is_no_user_prediction=True)
         return self._prediction(probabilities)

@@ -25,6 +25,7 @@ from bot.agent_console import (
 )
 from connectors.dedupe import Deduplicator
 from connectors.handoff_service import HandoffService
+from connectors.slack_markup import plain_text
 from crm_bridge.errors import CrmError, HandoffConflict, InvalidInput
 from crm_bridge.handoff import HandbackOutcome
 
@@ -32,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 HANDBACK_ACTION = re.compile(rf"^{HANDBACK_ACTION_PREFIX}(resolved|needs_follow_up)$")
 HANDOFF_NUMBER = re.compile(r"#?(\d+)")
-SLACK_ESCAPES = {"&lt;": "<", "&gt;": ">", "&amp;": "&"}
 USAGE = "Usage: /handback [#id] [resolved | follow-up]"
 
 
@@ -41,13 +41,6 @@ def agent_of(body: dict[str, Any]) -> tuple[str, str]:
     user = body.get("user") or {}
     agent_id = str(user.get("id") or "")
     return agent_id, str(user.get("name") or user.get("username") or agent_id)
-
-
-def plain_text(text: str) -> str:
-    """A Slack message as the customer should read it (Slack escapes &, < and >)."""
-    for escaped, character in SLACK_ESCAPES.items():
-        text = text.replace(escaped, character)
-    return text.strip()
 
 
 def parse_handback(text: str) -> tuple[int | None, HandbackOutcome]:
@@ -174,7 +167,8 @@ def register_agent_console(
             handoff = service.desk.by_console_thread(str(event.get("channel")), str(thread))
             if handoff is None or handoff.state == "closed":
                 return
-            await service.reply(handoff.id, str(user), plain_text(str(event.get("text") or "")))
+            text = plain_text(str(event.get("text") or "")).strip()
+            await service.reply(handoff.id, str(user), text)
         except HandoffConflict:
             await tell(str(user), "Claim this conversation before you write to the customer.",
                        str(thread))  # fmt: skip

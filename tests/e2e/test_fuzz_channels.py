@@ -19,7 +19,7 @@ import requests
 from connectors.inbound import screen
 from connectors.slack_markup import plain_text
 from tests.e2e.conftest import BotServers
-from tests.e2e.test_inbound import transcript
+from tests.e2e.test_inbound_channels import transcript
 from tests.e2e.test_slack import dm, posts_to, signed_post
 from tests.e2e.test_telegram import message_update, post
 from tests.fakes.slack_api import TEAM_ID, FakeSlackApi

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.agent_console import HandoffSummary, handback_blocks, summary_blocks, without_buttons
-from connectors.slack_agents import parse_handback, plain_text
+from connectors.slack_agents import parse_handback
+from connectors.slack_markup import plain_text
 from crm_bridge.handoff import HandbackOutcome
 
 
@@ -14,8 +15,10 @@ def test_handback_arguments() -> None:
     assert parse_handback("resolved") == (None, HandbackOutcome.RESOLVED)
 
 
-def test_slack_escapes_are_undone_for_the_customer() -> None:
-    assert plain_text("  Tom &amp; Jerry &lt;3 &gt; ") == "Tom & Jerry <3 >"
+def test_an_agents_slack_markup_is_undone_for_the_customer() -> None:
+    # The same decoding as customers' Slack messages (connectors.slack_markup).
+    assert plain_text("Tom &amp; Jerry &lt;3 &gt;") == "Tom & Jerry <3 >"
+    assert plain_text("track it <https://dpd.example/t/1|here>") == "track it here"
 
 
 def test_a_claimed_summary_keeps_its_facts_and_loses_its_button() -> None:

@@ -16,7 +16,7 @@ from actions.verification import (
     load_verified_order,
     reset_order_slots,
 )
-from crm_bridge.errors import CrmError
+from crm_bridge.errors import RapportError
 from crm_bridge.gateway import Outcome, TicketCategory
 
 
@@ -55,7 +55,7 @@ class ActionCancelOrder(Action):
                 contact_id=contact.id,
                 order_number=order.number,
             )
-        except CrmError as error:
+        except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)
             return reset_order_slots()
         dispatcher.utter_message(

@@ -11,7 +11,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.crm import get_gateway, tell_crm_failure
 from actions.identity import conversation_ref, linked_contact
-from crm_bridge.errors import CrmError
+from crm_bridge.errors import RapportError
 from crm_bridge.gateway import Outcome, TicketCategory
 
 SUBJECT_CHARS = 80
@@ -39,7 +39,7 @@ class ActionFileComplaint(Action):
                 contact_id=contact.id if contact else None,
                 order_number=tracker.get_slot("order_number"),
             )
-        except CrmError as error:
+        except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)
             return events
         follow_up = "by email" if contact and contact.email else "here in this chat"

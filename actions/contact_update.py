@@ -15,7 +15,7 @@ from rasa_sdk.types import DomainDict
 from actions.crm import get_gateway, tell_crm_failure
 from actions.identity import linked_contact
 from actions.verification import VerifiedOrderFormValidation, reset_order_slots
-from crm_bridge.errors import CrmError, InvalidInput
+from crm_bridge.errors import InvalidInput, RapportError
 from crm_bridge.validation import normalise_email, normalise_phone
 
 
@@ -67,7 +67,7 @@ class ActionUpdateContact(Action):
         except InvalidInput as error:
             dispatcher.utter_message(text=error.message)
             return events
-        except CrmError as error:
+        except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)
             return events
         label = "email address" if field == "email" else "phone number"

@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from crm_bridge import settings as crm_settings
-from crm_bridge.errors import CrmError, CrmUnavailable
+from crm_bridge.errors import Conflict, InvalidInput, NotFound, RapportError, Unavailable
 from crm_bridge.gateway import CrmGateway
 
 if TYPE_CHECKING:
@@ -43,14 +43,25 @@ def reset_gateway() -> None:
     get_business_hours.cache_clear()
 
 
-def tell_crm_failure(dispatcher: Any, error: CrmError, tracker: Any = None) -> None:
-    """Answer a failed CRM call in the customer's terms (never the backend's text).
+# Each kind of crm_bridge.errors in the customer's words (never the backend's text).
+# InvalidInput says what is wrong in its own message; Unavailable uses a response.
+CUSTOMER_WORDING: tuple[tuple[type[RapportError], str], ...] = (
+    (NotFound, "Sorry, I couldn't find that. Could you check it and try again?"),
+    (Conflict, "Sorry, that can't be done right now. I can pass you to a person if you like."),
+)
+SOMETHING_WENT_WRONG = (
+    "Sorry, something went wrong on our side. Please try again, or ask for a person."
+)
+
+
+def tell_crm_failure(dispatcher: Any, error: RapportError, tracker: Any = None) -> None:
+    """Answer a failed call in the customer's terms, by the error's kind.
 
     With the conversation's ``tracker``, an unavailable system also hands the
     conversation to a person when the handoff desk can still record it.
     """
     logger.warning("CRM call failed: %s", type(error).__name__)
-    if isinstance(error, CrmUnavailable) and tracker is not None:
+    if isinstance(error, Unavailable) and tracker is not None:
         from actions.handoff import start_handoff
         from crm_bridge.handoff import HandoffReason
 
@@ -60,11 +71,12 @@ def tell_crm_failure(dispatcher: Any, error: CrmError, tracker: Any = None) -> N
                 intro="Sorry, I can't reach our customer records right now. ",
             )  # fmt: skip
             return
-        except CrmError:
+        except RapportError:
             pass  # the desk is down too: say so and offer a person later
-    if isinstance(error, CrmUnavailable):
+    if isinstance(error, Unavailable):
         dispatcher.utter_message(response="utter_crm_unavailable")
+    elif isinstance(error, InvalidInput):
+        dispatcher.utter_message(text=error.message)
     else:
-        dispatcher.utter_message(
-            text="Sorry, something went wrong on our side. Please try again, or ask for a person."
-        )
+        wording = (text for kind, text in CUSTOMER_WORDING if isinstance(error, kind))
+        dispatcher.utter_message(text=next(wording, SOMETHING_WENT_WRONG))

@@ -11,7 +11,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.crm import get_handoff_desk, tell_crm_failure
 from bot.csat import CSAT_BUTTONS
-from crm_bridge.errors import CrmError
+from crm_bridge.errors import RapportError
 
 SCORE = re.compile(r"(?<!\d)([1-5])(?!\d)")
 
@@ -44,7 +44,7 @@ class ActionStoreCsat(Action):
             handoff = desk.last_handed_back(tracker.sender_id)
             if handoff is not None:
                 desk.record_csat(handoff.id, score)
-        except CrmError as error:
+        except RapportError as error:
             tell_crm_failure(dispatcher, error)
             return []
         dispatcher.utter_message(text="Thank you for your feedback! Anything else I can help with?")

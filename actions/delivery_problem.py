@@ -18,7 +18,7 @@ from actions.verification import (
     load_verified_order,
     reset_order_slots,
 )
-from crm_bridge.errors import CrmError
+from crm_bridge.errors import RapportError
 from crm_bridge.gateway import Outcome, TicketCategory
 
 ISSUE_WORDS = {
@@ -76,7 +76,7 @@ class ActionReportDeliveryProblem(Action):
                 contact_id=contact.id,
                 order_number=order.number,
             )
-        except CrmError as error:
+        except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)
             return events
         dispatcher.utter_message(

@@ -11,7 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.handoff import start_handoff
-from crm_bridge.errors import CrmError
+from crm_bridge.errors import RapportError
 from crm_bridge.handoff import HandoffReason
 
 FALLBACK_INTENT = "nlu_fallback"
@@ -49,7 +49,7 @@ class ActionHandleFallback(Action):
                     dispatcher, tracker, HandoffReason.REPEATED_FALLBACK,
                     intro="Sorry, I'm still not sure what you need. ",
                 )  # fmt: skip
-            except CrmError:
+            except RapportError:
                 # No queue to put them in: let them choose (the button retries the handoff).
                 dispatcher.utter_message(response="utter_offer_human")
         else:

@@ -25,9 +25,9 @@ from actions.crm import get_gateway, get_handoff_desk, tell_crm_failure
 from actions.identity import conversation_ref, linked_contact
 from actions.inbound import customer_text
 from bot import settings as bot_settings
-from bot.agent_console import AgentConsoleError, HandoffSummary, SlackAgentConsole
+from bot.agent_console import HandoffSummary, SlackAgentConsole
 from bot.business_hours import BusinessHours
-from crm_bridge.errors import CrmError, CrmUnavailable
+from crm_bridge.errors import CrmUnavailable, RapportError
 from crm_bridge.gateway import ContactView, TicketCategory
 from crm_bridge.handoff import HandoffReason
 
@@ -116,7 +116,7 @@ def announce(summary: HandoffSummary) -> None:
     try:
         thread = console.announce(summary)
         get_handoff_desk().attach_console_thread(summary.handoff_id, console.channel, thread)
-    except (AgentConsoleError, CrmError) as error:
+    except RapportError as error:  # AgentConsoleError is one (Unavailable)
         logger.warning("Could not announce handoff #%s to agents: %s", summary.handoff_id, error)
 
 
@@ -124,7 +124,7 @@ def start_handoff(
     dispatcher: CollectingDispatcher, tracker: Tracker, reason: HandoffReason, intro: str = ""
 ) -> None:
     """Open a ticket and queue the conversation for a person (or, outside business hours,
-    promise an answer at the next opening). Raises CrmError when the CRM cannot record it."""
+    promise an answer at the next opening). Raises RapportError when the CRM cannot record it."""
     desk = get_handoff_desk()
     conversation = conversation_ref(tracker)
     live = desk.ownership(tracker.sender_id)
@@ -141,7 +141,7 @@ def start_handoff(
             "\n".join(f"{who}: {text}" for who, text in recent_messages(tracker)),
             contact_id=contact.id if contact else None,
         )  # fmt: skip
-    except CrmError:
+    except RapportError:
         if reason is not HandoffReason.ACTION_FAILED:
             raise
         # The CRM records failed; the handoff desk may still work. A person can help.
@@ -189,7 +189,7 @@ class ActionHandoffToHuman(Action):
     ) -> list[dict[str, Any]]:
         try:
             start_handoff(dispatcher, tracker, HandoffReason.CUSTOMER_REQUEST)
-        except CrmError as error:
+        except RapportError as error:
             tell_crm_failure(dispatcher, error)
         return []
 
@@ -215,7 +215,7 @@ class ActionRelayToAgent(Action):
                 console.relay_customer_message(
                     handoff.console_thread, text, handoff.console_channel
                 )
-        except (AgentConsoleError, CrmError) as error:
+        except RapportError as error:  # AgentConsoleError is one (Unavailable)
             # The transcript still has it; the agent can read it there.
             logger.warning("Could not relay a customer message to the agent: %s", error)
         return []

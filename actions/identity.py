@@ -38,5 +38,5 @@ def conversation_ref(tracker: Tracker) -> ConversationRef:
 
 
 def linked_contact(tracker: Tracker) -> ContactView | None:
-    """The contact linked to this sender on this channel, or None (raises CrmError)."""
+    """The contact linked to this sender on this channel, or None (raises RapportError)."""
     return get_gateway().find_contact_by_identity(channel_of(tracker), tracker.sender_id)

@@ -19,7 +19,7 @@ from actions.verification import (
     reset_order_slots,
     verified_order,
 )
-from crm_bridge.errors import CrmError, InvalidInput
+from crm_bridge.errors import InvalidInput, RapportError
 from crm_bridge.gateway import OrderView, Outcome
 
 RETURN_WINDOW_DAYS = 30
@@ -91,7 +91,7 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
             if contact is None:
                 return result  # not proven yet: the email comes first
             order = get_gateway().get_order_for_contact(contact.id, str(number))
-        except CrmError:
+        except RapportError:
             return result  # the next step reports it
         refusal = return_refusal(order, date.today())
         if refusal is None:
@@ -105,7 +105,7 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
         """One of the order's items; otherwise offer them as buttons."""
         try:
             _, order = verified_order(tracker)
-        except CrmError as error:
+        except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)
             return {"return_item": None}
         refusal = return_refusal(order, date.today())
@@ -161,7 +161,7 @@ class ActionSubmitReturn(Action):
         except InvalidInput as error:
             dispatcher.utter_message(text=error.message)
             return events
-        except CrmError as error:
+        except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)
             return events
         dispatcher.utter_message(

@@ -17,7 +17,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.crm import get_gateway, tell_crm_failure
 from actions.identity import channel_of, conversation_ref, linked_contact
-from crm_bridge.errors import CrmError, InvalidInput, OrderNotFound
+from crm_bridge.errors import InvalidInput, OrderNotFound, RapportError
 from crm_bridge.gateway import ContactView, OrderView
 from crm_bridge.validation import normalise_order_number
 
@@ -53,7 +53,7 @@ class VerifiedOrderFormValidation(FormValidationAction):
         """Drop the email check for linked customers (and the order when not needed)."""
         try:
             linked = linked_contact(tracker) is not None
-        except CrmError:
+        except RapportError:
             linked = False  # validation reports the outage when it asks the CRM
         if not linked:
             return domain_slots
@@ -89,7 +89,7 @@ class VerifiedOrderFormValidation(FormValidationAction):
                 text=f"I can't find an order {number} on your account. Could you check the number?"
             )
             return {"order_number": None}
-        except CrmError as error:
+        except RapportError as error:
             return self._crm_failed(dispatcher, error, tracker)
         return {"order_number": number}
 
@@ -111,7 +111,7 @@ class VerifiedOrderFormValidation(FormValidationAction):
             return {"email": None}
         except OrderNotFound:
             return self._verification_failed(dispatcher, tracker)
-        except CrmError as error:
+        except RapportError as error:
             return self._crm_failed(dispatcher, error, tracker)
         return {"email": str(value).strip().lower(), "verification_failures": 0}
 
@@ -128,14 +128,14 @@ class VerifiedOrderFormValidation(FormValidationAction):
 
     @staticmethod
     def _crm_failed(
-        dispatcher: CollectingDispatcher, error: CrmError, tracker: Tracker
+        dispatcher: CollectingDispatcher, error: RapportError, tracker: Tracker
     ) -> dict[str, Any]:
         tell_crm_failure(dispatcher, error, tracker)
         return {"order_number": None, "email": None}
 
 
 def verified_order(tracker: Tracker) -> tuple[ContactView, OrderView]:
-    """The form's order for the (now linked) customer; raises CrmError subclasses."""
+    """The form's order for the (now linked) customer; raises RapportError subclasses."""
     contact = linked_contact(tracker)
     if contact is None:
         raise OrderNotFound("The customer is not verified.")
@@ -159,6 +159,6 @@ def load_verified_order(
         return verified_order(tracker)
     except OrderNotFound:
         dispatcher.utter_message(text="Sorry, I couldn't find that order.")
-    except CrmError as error:
+    except RapportError as error:
         tell_crm_failure(dispatcher, error, tracker)
     return None

@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import settings as bot_settings
+from crm_bridge.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ REASONS = {
 MAX_LINE = 300
 
 
-class AgentConsoleError(Exception):
+class AgentConsoleError(Unavailable):
     """Slack refused or could not be reached; the handoff itself stands."""
 
 

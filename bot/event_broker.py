@@ -80,7 +80,7 @@ class InteractionLogBroker(EventBroker):
         self._queue.put(_STOP)
 
     def _run(self) -> None:
-        from crm_bridge.errors import CrmError
+        from crm_bridge.errors import RapportError
 
         pending: list[dict[str, Any]] = []
         while True:
@@ -103,7 +103,7 @@ class InteractionLogBroker(EventBroker):
                     self._log.record_events(pending)
                     self._mark_written(len(pending))
                     pending = []
-                except CrmError as error:
+                except RapportError as error:
                     # Keep the batch: the log is idempotent, so retrying is safe.
                     logger.warning(
                         "Interaction log unavailable (%s); retrying %d events in %.0f s",

@@ -3,16 +3,19 @@
 List queued and held conversations, claim one (or take over any conversation from its
 Interaction), reply to the customer on their own channel, and hand it back. Every request
 needs ``Authorization: Bearer <AGENT_API_TOKEN>``; without that setting the API is off.
-The work itself is ``connectors.handoff_service``'s, shared with the agents' Slack channel.
+The work itself is ``connectors.handoff_service``'s, shared with the agents' Slack channel;
+errors are answered by kind (``connectors.refusals.status_for``): an unknown handoff is a
+404, one somebody else holds a 409.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -24,12 +27,14 @@ from sanic.response import HTTPResponse
 
 from bot import settings as bot_settings
 from connectors.handoff_service import HandoffService
-from crm_bridge.errors import CrmError, HandoffConflict, InvalidInput
+from connectors.refusals import refuse, refuse_error
+from crm_bridge.errors import InvalidInput, RapportError, Unavailable
 from crm_bridge.handoff import HandbackOutcome, HandoffView
 
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_SECONDS = 30
+Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
 
 
 def _json(handoff: HandoffView) -> dict[str, Any]:
@@ -38,6 +43,21 @@ def _json(handoff: HandoffView) -> dict[str, Any]:
         if hasattr(value, "isoformat"):
             data[key] = value.isoformat()
     return data
+
+
+def body_of(request: Request) -> dict[str, Any]:
+    """The request's JSON object; ``InvalidInput`` otherwise."""
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError as error:
+        raise InvalidInput("body", "The body must be a JSON object.") from error
+    if not isinstance(data, dict):
+        raise InvalidInput("body", "The body must be a JSON object.")
+    return data
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    return str(data.get(key) or "")
 
 
 class AgentApiChannel(InputChannel):
@@ -66,117 +86,94 @@ class AgentApiChannel(InputChannel):
     def url_prefix(self) -> str:
         return "/agents/api"
 
-    def _refused(self, request: Request) -> HTTPResponse | None:
-        if not self.token:
-            return response.json({"error": "The agent API is off (set AGENT_API_TOKEN)."}, 404)
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), self.token.encode()):
-            return response.json({"error": "A valid bearer token is required."}, 401)
-        return None
-
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        """The agent routes; every one checks the token first."""
+        """The agent routes (each checks the token first) and the timeout sweeper."""
         api = Blueprint("rapport_agent_api", __name__)
-
-        @api.listener("after_server_start")
-        async def start_sweeper(app: Any, loop: Any) -> None:
-            self._app = app
-
-            async def sweep_forever() -> None:
-                while True:
-                    await asyncio.sleep(self.sweep_interval)
-                    try:
-                        await self.service.expire_unclaimed(self.claim_timeout)
-                    except CrmError as error:
-                        logger.warning("Handoff timeout sweep failed (%s)", type(error).__name__)
-
-            self._sweeper = asyncio.create_task(sweep_forever())
-
-        @api.listener("before_server_stop")
-        async def stop_sweeper(app: Any, loop: Any) -> None:
-            if self._sweeper is not None:
-                self._sweeper.cancel()
-
-        def body_of(request: Request) -> dict[str, Any]:
-            try:
-                data = json.loads(request.body or b"{}")
-            except ValueError as error:
-                raise InvalidInput("body", "The body must be a JSON object.") from error
-            if not isinstance(data, dict):
-                raise InvalidInput("body", "The body must be a JSON object.")
-            return data
-
-        async def guarded(
-            request: Request, work: Callable[[], Awaitable[HTTPResponse]]
-        ) -> HTTPResponse:
-            refused = self._refused(request)
-            if refused is not None:
-                return refused
-            try:
-                return await work()
-            except InvalidInput as error:
-                return response.json({"error": error.message, "field": error.field}, 400)
-            except HandoffConflict as error:
-                return response.json({"error": str(error)}, 409)
-            except CrmError:
-                logger.exception("Agent API call failed")
-                return response.json({"error": "The CRM is unavailable."}, 503)
-
-        @api.route("/handoffs", methods=["GET"])
-        async def list_handoffs(request: Request) -> HTTPResponse:
-            async def work() -> HTTPResponse:
-                handoffs = self.service.desk.list()
-                return response.json({"handoffs": [_json(h) for h in handoffs]})
-
-            return await guarded(request, work)
-
-        @api.route("/handoffs/<handoff_id:int>/claim", methods=["POST"])
-        async def claim(request: Request, handoff_id: int) -> HTTPResponse:
-            async def work() -> HTTPResponse:
-                data = body_of(request)
-                handoff = await self.service.claim(
-                    handoff_id, str(data.get("agent_id") or ""), str(data.get("agent_name") or "")
-                )
-                return response.json({"handoff": _json(handoff)})
-
-            return await guarded(request, work)
-
-        @api.route("/handoffs/<handoff_id:int>/reply", methods=["POST"])
-        async def reply(request: Request, handoff_id: int) -> HTTPResponse:
-            async def work() -> HTTPResponse:
-                data = body_of(request)
-                handoff, delivered = await self.service.reply(
-                    handoff_id, str(data.get("agent_id") or ""), str(data.get("text") or "")
-                )
-                return response.json({"delivered": delivered, "handoff": _json(handoff)})
-
-            return await guarded(request, work)
-
-        @api.route("/handoffs/<handoff_id:int>/handback", methods=["POST"])
-        async def hand_back(request: Request, handoff_id: int) -> HTTPResponse:
-            async def work() -> HTTPResponse:
-                data = body_of(request)
-                try:
-                    outcome = HandbackOutcome(data.get("outcome") or "resolved")
-                except ValueError as error:
-                    raise InvalidInput("outcome", "Use resolved or needs_follow_up.") from error
-                handoff = await self.service.hand_back(
-                    handoff_id, str(data.get("agent_id") or ""), outcome
-                )
-                return response.json({"handoff": _json(handoff)})
-
-            return await guarded(request, work)
-
-        @api.route("/interactions/<interaction_id:int>/take", methods=["POST"])
-        async def take_over(request: Request, interaction_id: int) -> HTTPResponse:
-            async def work() -> HTTPResponse:
-                data = body_of(request)
-                handoff = await self.service.take_over(
-                    interaction_id, str(data.get("agent_id") or ""),
-                    str(data.get("agent_name") or ""),
-                )  # fmt: skip
-                return response.json({"handoff": _json(handoff)})
-
-            return await guarded(request, work)
-
+        api.listener("after_server_start")(self.start_sweeper)
+        api.listener("before_server_stop")(self.stop_sweeper)
+        routes: list[tuple[Handler, str, str]] = [
+            (self.list_handoffs, "/handoffs", "GET"),
+            (self.claim, "/handoffs/<handoff_id:int>/claim", "POST"),
+            (self.reply, "/handoffs/<handoff_id:int>/reply", "POST"),
+            (self.hand_back, "/handoffs/<handoff_id:int>/handback", "POST"),
+            (self.take_over, "/interactions/<interaction_id:int>/take", "POST"),
+        ]
+        for handler, path, method in routes:
+            api.add_route(self._authorised(handler), path, methods=[method])
         return api
+
+    def _authorised(self, handler: Handler) -> Handler:
+        """``handler`` behind the bearer token, with our errors answered by kind."""
+
+        @functools.wraps(handler)
+        async def guarded(request: Request, **params: Any) -> HTTPResponse:
+            if not self.token:
+                return refuse(request, 404, "The agent API is off (set AGENT_API_TOKEN).")
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return refuse(request, 401, "A valid bearer token is required.")
+            try:
+                return await handler(request, **params)
+            except RapportError as error:
+                if isinstance(error, Unavailable):
+                    logger.warning("Agent API call failed (%s)", type(error).__name__)
+                return refuse_error(request, error)
+
+        return guarded
+
+    async def start_sweeper(self, app: Any, loop: Any) -> None:
+        """Time out unclaimed handoffs every ``sweep_interval`` seconds."""
+        self._app = app
+        self._sweeper = asyncio.create_task(self._sweep_forever())
+
+    async def stop_sweeper(self, app: Any, loop: Any) -> None:
+        """Stop the sweeper with the server."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.service.expire_unclaimed(self.claim_timeout)
+            except RapportError as error:
+                logger.warning("Handoff timeout sweep failed (%s)", type(error).__name__)
+
+    async def list_handoffs(self, request: Request) -> HTTPResponse:
+        """``GET /handoffs``: queued and held conversations."""
+        handoffs = await self.service.live_handoffs()
+        return response.json({"handoffs": [_json(h) for h in handoffs]})
+
+    async def claim(self, request: Request, handoff_id: int) -> HTTPResponse:
+        """``POST /handoffs/<id>/claim`` ``{"agent_id", "agent_name"}``."""
+        data = body_of(request)
+        handoff = await self.service.claim(
+            handoff_id, _text(data, "agent_id"), _text(data, "agent_name")
+        )
+        return response.json({"handoff": _json(handoff)})
+
+    async def reply(self, request: Request, handoff_id: int) -> HTTPResponse:
+        """``POST /handoffs/<id>/reply`` ``{"agent_id", "text"}``."""
+        data = body_of(request)
+        handoff, delivered = await self.service.reply(
+            handoff_id, _text(data, "agent_id"), _text(data, "text")
+        )
+        return response.json({"delivered": delivered, "handoff": _json(handoff)})
+
+    async def hand_back(self, request: Request, handoff_id: int) -> HTTPResponse:
+        """``POST /handoffs/<id>/handback`` ``{"agent_id", "outcome"}``."""
+        data = body_of(request)
+        try:
+            outcome = HandbackOutcome(data.get("outcome") or "resolved")
+        except ValueError as error:
+            raise InvalidInput("outcome", "Use resolved or needs_follow_up.") from error
+        handoff = await self.service.hand_back(handoff_id, _text(data, "agent_id"), outcome)
+        return response.json({"handoff": _json(handoff)})
+
+    async def take_over(self, request: Request, interaction_id: int) -> HTTPResponse:
+        """``POST /interactions/<id>/take`` ``{"agent_id", "agent_name"}``."""
+        data = body_of(request)
+        handoff = await self.service.take_over(
+            interaction_id, _text(data, "agent_id"), _text(data, "agent_name")
+        )
+        return response.json({"handoff": _json(handoff)})

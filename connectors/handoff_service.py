@@ -5,6 +5,7 @@ The HTTP agent API (``connectors.agent_api``) and the agents' Slack channel
 hand-back has the same effect everywhere: the CRM's HandoffDesk decides (one claim
 wins), the customer hears about it on their own channel, and the handoff's Slack
 thread (when there is one) shows what happened, even when it was done elsewhere.
+The CRM's calls are blocking SQL: they run in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from bot.agent_console import AgentConsoleError, SlackAgentConsole
 from bot.csat import CSAT_BUTTONS
 from crm_bridge import settings as crm_settings
-from crm_bridge.errors import CrmError
+from crm_bridge.errors import RapportError
 from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffView
 
 logger = logging.getLogger(__name__)
@@ -94,11 +95,27 @@ class HandoffService:
         except AgentConsoleError as error:
             logger.warning("Could not update the agents' thread: %s", error)
 
+    async def live_handoffs(self) -> list[HandoffView]:
+        """Conversations waiting for or held by an agent."""
+        return await asyncio.to_thread(self.desk.list)
+
+    async def get(self, handoff_id: int) -> HandoffView:
+        """One handoff (``HandoffNotFound`` when there is none)."""
+        return await asyncio.to_thread(self.desk.get, handoff_id)
+
+    async def held_by(self, agent_id: str) -> list[HandoffView]:
+        """The conversations this agent holds."""
+        return await asyncio.to_thread(self.desk.held_by, agent_id)
+
+    async def by_console_thread(self, channel: str, thread: str) -> HandoffView | None:
+        """The handoff discussed in this Slack thread, if any."""
+        return await asyncio.to_thread(self.desk.by_console_thread, channel, thread)
+
     async def claim(self, handoff_id: int, agent_id: str, agent_name: str) -> HandoffView:
         """Give the conversation to this agent (HandoffConflict if someone was first)."""
         from bot.agent_console import handback_blocks
 
-        handoff = self.desk.claim(handoff_id, agent_id, agent_name)
+        handoff = await asyncio.to_thread(self.desk.claim, handoff_id, agent_id, agent_name)
         await self.push(handoff, JOINED.format(name=handoff.agent_name))
         await self.note_in_thread(
             handoff, f"{handoff.agent_name} has the conversation.",
@@ -109,12 +126,12 @@ class HandoffService:
     async def take_over(self, interaction_id: int, agent_id: str, agent_name: str) -> HandoffView:
         """An agent takes a live conversation on their own initiative; the agents' channel
         gets its summary and a thread, as for any handoff."""
-        handoff = self.desk.take_over(interaction_id, agent_id, agent_name)
+        handoff = await asyncio.to_thread(self.desk.take_over, interaction_id, agent_id, agent_name)
         await self.push(handoff, JOINED.format(name=handoff.agent_name))
         if self.console is not None and not handoff.console_thread:
             try:
                 handoff = await asyncio.to_thread(self._announce_taken, handoff)
-            except (AgentConsoleError, CrmError) as error:
+            except RapportError as error:
                 logger.warning("Could not open a thread for handoff #%s: %s", handoff.id, error)
         return handoff
 
@@ -145,7 +162,7 @@ class HandoffService:
 
     async def reply(self, handoff_id: int, agent_id: str, text: str) -> tuple[HandoffView, bool]:
         """The holding agent writes to the customer: transcript first, then delivery."""
-        handoff = self.desk.record_agent_reply(handoff_id, agent_id, text)
+        handoff = await asyncio.to_thread(self.desk.record_agent_reply, handoff_id, agent_id, text)
         delivered = await self.push(handoff, text.strip())
         if not delivered:
             await self.note_in_thread(
@@ -158,7 +175,7 @@ class HandoffService:
         self, handoff_id: int, agent_id: str, outcome: HandbackOutcome
     ) -> HandoffView:
         """The holding agent returns the conversation; the bot asks for a rating."""
-        handoff = self.desk.hand_back(handoff_id, agent_id, outcome)
+        handoff = await asyncio.to_thread(self.desk.hand_back, handoff_id, agent_id, outcome)
         await self.push(handoff, HANDED_BACK, CSAT_BUTTONS)
         label = outcome.value.replace("_", " ")
         await self.note_in_thread(
@@ -168,7 +185,7 @@ class HandoffService:
 
     async def expire_unclaimed(self, timeout: timedelta) -> list[HandoffView]:
         """Time out handoffs nobody claimed and tell their customers; the bot answers again."""
-        expired = self.desk.expire_unclaimed(timeout)
+        expired = await asyncio.to_thread(self.desk.expire_unclaimed, timeout)
         for handoff in expired:
             try:
                 await self.push(handoff, NOBODY_FREE)
@@ -176,6 +193,6 @@ class HandoffService:
                     handoff, "Nobody claimed this in time: the customer was told their request "
                     "is kept as a ticket, and the bot answers again.",
                 )  # fmt: skip
-            except (CrmError, AgentConsoleError):
+            except RapportError:
                 logger.exception("Could not tell a customer that no agent was free")
         return expired

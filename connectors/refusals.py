@@ -1,4 +1,5 @@
-"""Answering a request the server will not take, and logging it without its body.
+"""Answering a request the server will not take, and logging it without its body;
+the one place where Rapport's error kinds become HTTP statuses.
 
 Anyone can POST to a webhook, so a refused request's body is the sender's to choose (a
 megabyte of it fills the disk) and, for a genuine but stale one, a customer's words. A
@@ -15,11 +16,38 @@ from sanic import response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from crm_bridge.errors import Conflict, InvalidInput, NotFound, RapportError, Unavailable
+
 logger = logging.getLogger(__name__)
 
+# Each kind of crm_bridge.errors, as an HTTP status (anything else of ours: 500).
+STATUSES: tuple[tuple[type[RapportError], int], ...] = (
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+)
 
-def refuse(request: Request, status: int, reason: str) -> HTTPResponse:
-    """A JSON ``{"error", "request_id"}`` answer; ``reason`` is ours, never the body's."""
+
+def status_for(error: RapportError) -> int:
+    """The HTTP status that answers ``error``."""
+    return next((status for kind, status in STATUSES if isinstance(error, kind)), 500)
+
+
+def refuse_error(request: Request, error: RapportError) -> HTTPResponse:
+    """Answer a request that failed with one of our errors (its text is safe to show;
+    an unavailable backend is not described further)."""
+    status = status_for(error)
+    if status >= 500:
+        return refuse(request, status, "A system we depend on is unavailable.")
+    if isinstance(error, InvalidInput):
+        return refuse(request, status, error.message, field=error.field)
+    return refuse(request, status, str(error))
+
+
+def refuse(request: Request, status: int, reason: str, **extra: str) -> HTTPResponse:
+    """A JSON ``{"error", "request_id"}`` answer (plus ``extra`` fields); ``reason`` is
+    ours, never the body's."""
     request_id = uuid.uuid4().hex[:16]
     logger.warning(
         "Refused %s %s (%d bytes): %d %s [request %s]",
@@ -30,4 +58,4 @@ def refuse(request: Request, status: int, reason: str) -> HTTPResponse:
         reason,
         request_id,
     )
-    return response.json({"error": reason, "request_id": request_id}, status=status)
+    return response.json({"error": reason, "request_id": request_id, **extra}, status=status)

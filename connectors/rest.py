@@ -24,6 +24,7 @@ from sanic.response import HTTPResponse
 from bot import settings as bot_settings
 from connectors.inbound import OnNewMessage, ScreenedInputChannel
 from connectors.refusals import refuse
+from crm_bridge.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,11 @@ MAX_SENDER_CHARS = 128
 MAX_METADATA_BYTES = 4096
 
 
-class BadRequest(ValueError):
+class BadRequest(InvalidInput):
     """The request cannot be a customer message; the text is safe to show the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("body", message)
 
 
 def validate_sender(sender: object) -> str:

@@ -26,7 +26,7 @@ from bot.agent_console import (
 from connectors.dedupe import Deduplicator
 from connectors.handoff_service import HandoffService
 from connectors.slack_markup import plain_text
-from crm_bridge.errors import CrmError, HandoffConflict, InvalidInput
+from crm_bridge.errors import HandoffConflict, HandoffNotFound, InvalidInput, RapportError
 from crm_bridge.handoff import HandbackOutcome
 
 logger = logging.getLogger(__name__)
@@ -76,10 +76,10 @@ def register_agent_console(
             blocks = without_buttons(message["blocks"], note)
             await quietly(console.update, message["ts"], message.get("text") or note, blocks)
 
-    def who_has(value: str) -> str:
+    async def who_has(value: str) -> str:
         try:
-            holder = service.desk.get(int(value)).agent_name
-        except (CrmError, ValueError):
+            holder = (await service.get(int(value))).agent_name
+        except (RapportError, ValueError):
             holder = None
         if holder:
             return f"{holder} claimed this conversation first."
@@ -92,10 +92,10 @@ def register_agent_console(
         try:
             handoff_id = int(action.get("value") or 0)
             handoff = await service.claim(handoff_id, agent_id, name)
-        except (HandoffConflict, InvalidInput, ValueError):
-            await tell(agent_id, who_has(str(action.get("value"))))
+        except (HandoffConflict, HandoffNotFound, InvalidInput, ValueError):
+            await tell(agent_id, await who_has(str(action.get("value"))))
             return
-        except CrmError as error:
+        except RapportError as error:
             logger.warning("Claim failed: %s", type(error).__name__)
             await tell(agent_id, "The CRM is unavailable; please try again in a moment.")
             return
@@ -108,10 +108,10 @@ def register_agent_console(
         outcome = HandbackOutcome(str(action.get("action_id")).removeprefix(HANDBACK_ACTION_PREFIX))
         try:
             await service.hand_back(int(action.get("value") or 0), agent_id, outcome)
-        except (HandoffConflict, ValueError) as error:
+        except (HandoffConflict, HandoffNotFound, ValueError) as error:
             await tell(agent_id, str(error) or "That conversation cannot be handed back.")
             return
-        except CrmError:
+        except RapportError:
             await tell(agent_id, "The CRM is unavailable; please try again in a moment.")
             return
         await restamp(body, f"Handed back by <@{agent_id}> ({outcome.value.replace('_', ' ')})")
@@ -122,16 +122,16 @@ def register_agent_console(
         number, outcome = parse_handback(str(command.get("text") or ""))
         try:
             if number is None:
-                held = service.desk.held_by(agent_id)
+                held = await service.held_by(agent_id)
                 if len(held) != 1:
                     await ack(f"You hold {len(held)} conversations: name one. {USAGE}")
                     return
                 number = held[0].id
             await service.hand_back(number, agent_id, outcome)
-        except HandoffConflict as error:
+        except (HandoffConflict, HandoffNotFound) as error:
             await ack(f"{error} {USAGE}")
             return
-        except CrmError:
+        except RapportError:
             await ack("The CRM is unavailable; please try again in a moment.")
             return
         await ack(f"Handoff #{number} is back with the bot ({outcome.value.replace('_', ' ')}).")
@@ -148,10 +148,10 @@ def register_agent_console(
         name = str(command.get("user_name") or agent_id)
         try:
             handoff = await service.take_over(int(number.group(1)), agent_id, name)
-        except (HandoffConflict, InvalidInput) as error:
+        except (HandoffConflict, HandoffNotFound, InvalidInput) as error:
             await ack(str(getattr(error, "message", "") or error))
             return
-        except CrmError:
+        except RapportError:
             await ack("The CRM is unavailable; please try again in a moment.")
             return
         await ack(f"You have conversation #{handoff.id} now; its thread is in the agents' channel.")
@@ -164,7 +164,7 @@ def register_agent_console(
         if not await dedupe.first_time(str(body.get("event_id") or event.get("ts"))):
             return
         try:
-            handoff = service.desk.by_console_thread(str(event.get("channel")), str(thread))
+            handoff = await service.by_console_thread(str(event.get("channel")), str(thread))
             if handoff is None or handoff.state == "closed":
                 return
             text = plain_text(str(event.get("text") or "")).strip()
@@ -174,7 +174,7 @@ def register_agent_console(
                        str(thread))  # fmt: skip
         except InvalidInput:
             return
-        except CrmError:
+        except RapportError:
             await tell(str(user), "The CRM is unavailable: your message was NOT sent.", str(thread))
 
     return thread_message

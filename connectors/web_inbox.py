@@ -18,6 +18,8 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from crm_bridge.errors import Unavailable
+
 logger = logging.getLogger(__name__)
 
 INBOX_TTL_SECONDS = 24 * 60 * 60
@@ -31,7 +33,7 @@ REDIS_CHECK_SECONDS = 1.0
 Message = dict[str, Any]
 
 
-class InboxUnavailable(RuntimeError):
+class InboxUnavailable(Unavailable):
     """Redis could not be reached in time; nothing was stored or taken."""
 
 

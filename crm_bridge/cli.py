@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from crm_bridge import models, settings
 from crm_bridge.db import session_factory, unit_of_work
-from crm_bridge.errors import CrmError
+from crm_bridge.errors import RapportError
 
 
 class NotFound(Exception):
@@ -266,6 +266,6 @@ def main(argv: list[str] | None = None) -> int:
     except NotFound as error:
         print(error, file=sys.stderr)
         return 1
-    except CrmError as error:
+    except RapportError as error:
         print(f"CRM error: {error}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from crm_bridge import settings
-from crm_bridge.errors import CrmError, CrmUnavailable
+from crm_bridge.errors import CrmUnavailable, RapportError
 from crm_bridge.interaction_log import InteractionLog
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class EventConsumer:
                 logger.warning("CRM unavailable; retrying an event in %.0f s", delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
-            except CrmError:
+            except RapportError:
                 logger.exception("The CRM rejected an event; moving it to %s", dead_queue)
                 await channel.default_exchange.publish(
                     aio_pika.Message(message.body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),

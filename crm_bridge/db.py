@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from crm_bridge.errors import CrmError, CrmUnavailable
+from crm_bridge.errors import CrmUnavailable, RapportError
 
 T = TypeVar("T")
 
@@ -71,20 +71,20 @@ def unit_of_work(factory: sessionmaker) -> Iterator[Session]:
     """A session that commits when the block succeeds and rolls back when it fails.
 
     Database failures leave as :class:`CrmUnavailable` (connectivity) or
-    :class:`CrmError`; the backend's message is kept as the cause, never in the text.
+    :class:`RapportError`; the backend's message is kept as the cause, never in the text.
     """
     session: Session = factory()
     try:
         yield session
         session.commit()
-    except CrmError:
+    except RapportError:
         session.rollback()
         raise
     except SQLAlchemyError as error:
         _safe_rollback(session)
         if is_unavailable(error):
             raise CrmUnavailable("The CRM database is unavailable.") from error
-        raise CrmError("The CRM could not complete the operation.") from error
+        raise RapportError("The CRM could not complete the operation.") from error
     except BaseException:
         _safe_rollback(session)
         raise

@@ -1,29 +1,33 @@
-"""The CRM's error hierarchy.
+"""Rapport's one error family.
 
-Callers (Rasa actions, the consumer, the CLI) catch :class:`CrmError` and answer with a
-domain message; the text of these errors never carries backend details or secrets.
+Every error the project raises on purpose is a :class:`RapportError`, in one of four
+kinds: :class:`NotFound`, :class:`Conflict`, :class:`InvalidInput`, :class:`Unavailable`.
+Each kind maps to one HTTP status (``connectors.refusals.status_for``) and one customer
+wording (``actions.crm.tell_crm_failure``); the specific errors below only add a name. The
+text of these errors never carries backend details or secrets. It lives here, in the
+base layer, so that every package (which may all import ``crm_bridge``) shares it.
 """
 
 from __future__ import annotations
 
 
-class CrmError(Exception):
-    """Base class for every error the CRM bridge raises on purpose."""
+class RapportError(Exception):
+    """Root of every error Rapport raises on purpose."""
 
 
-class ContactNotFound(CrmError):
-    """No contact matches the identity or id that was asked for."""
+class NotFound(RapportError):
+    """What was asked for does not exist (or is not the caller's to see)."""
 
 
-class OrderNotFound(CrmError):
-    """No order with that number is visible to the caller.
-
-    Raised both when the order does not exist and when it belongs to another contact,
-    so that callers cannot tell the two apart (no order enumeration).
-    """
+class Conflict(RapportError):
+    """The thing exists but is not in a state that allows this (someone was first...)."""
 
 
-class InvalidInput(CrmError):
+class Unavailable(RapportError):
+    """A system we depend on could not be reached or failed; nothing was applied."""
+
+
+class InvalidInput(RapportError):
     """A value failed validation (an email, a phone number, an empty field...).
 
     ``field`` names the offending field so that a form can ask for it again.
@@ -35,9 +39,25 @@ class InvalidInput(CrmError):
         self.message = message
 
 
-class CrmUnavailable(CrmError):
-    """The CRM backend could not be reached or failed; the operation was not applied."""
+class ContactNotFound(NotFound):
+    """No contact matches the identity or id that was asked for."""
 
 
-class HandoffConflict(CrmError):
+class OrderNotFound(NotFound):
+    """No order with that number is visible to the caller.
+
+    Raised both when the order does not exist and when it belongs to another contact,
+    so that callers cannot tell the two apart (no order enumeration).
+    """
+
+
+class HandoffNotFound(NotFound):
+    """No handoff (or interaction to take over) with that id."""
+
+
+class HandoffConflict(Conflict):
     """The handoff is not in a state that allows this (already claimed, not yours, closed)."""
+
+
+class CrmUnavailable(Unavailable):
+    """The CRM backend could not be reached or failed; the operation was not applied."""

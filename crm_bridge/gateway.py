@@ -106,7 +106,7 @@ class ReturnView:
 class CrmGateway(Protocol):
     """What the bot may ask of the CRM. Every method commits its own unit of work.
 
-    Implementations raise only :class:`crm_bridge.errors.CrmError` subclasses:
+    Implementations raise only :class:`crm_bridge.errors.RapportError` subclasses:
     ``CrmUnavailable`` when the backend is down, ``InvalidInput`` for bad values,
     ``OrderNotFound`` / ``ContactNotFound`` for lookups that find nothing visible.
     """

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge import models
 from crm_bridge.db import session_factory, unit_of_work
-from crm_bridge.errors import HandoffConflict, InvalidInput
+from crm_bridge.errors import HandoffConflict, HandoffNotFound, InvalidInput
 from crm_bridge.gateway import ConversationRef
 from crm_bridge.models import utcnow
 from crm_bridge.sql_gateway import get_or_create_interaction
@@ -140,7 +140,7 @@ class HandoffDesk:
         with unit_of_work(self._factory) as session:
             interaction = session.get(models.Interaction, interaction_id)
             if interaction is None:
-                raise InvalidInput("interaction_id", f"No interaction #{interaction_id}.")
+                raise HandoffNotFound(f"No interaction #{interaction_id}.")
             live = self._live(session, interaction.sender_id)
             if live is None:
                 row = models.Handoff(
@@ -239,6 +239,7 @@ class HandoffDesk:
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
+                self._get(session, handoff_id)  # HandoffNotFound when there is no such id
                 raise HandoffConflict("This conversation is not waiting for an agent any more.")
             return _view(self._get(session, handoff_id))
 
@@ -329,7 +330,7 @@ class HandoffDesk:
             return _view(row) if row else None
 
     def get(self, handoff_id: int) -> HandoffView:
-        """One handoff; ``HandoffConflict`` if there is none with that id."""
+        """One handoff; ``HandoffNotFound`` if there is none with that id."""
         with unit_of_work(self._factory) as session:
             return _view(self._get(session, handoff_id))
 
@@ -365,5 +366,5 @@ class HandoffDesk:
     def _get(session: Session, handoff_id: int) -> models.Handoff:
         row = session.get(models.Handoff, handoff_id)
         if row is None:
-            raise HandoffConflict(f"No handoff #{handoff_id}.")
+            raise HandoffNotFound(f"No handoff #{handoff_id}.")
         return row

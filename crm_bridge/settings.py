@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from crm_bridge.errors import RapportError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -25,7 +27,7 @@ _FALSE = {"0", "false", "no", "off"}
 T = TypeVar("T")
 
 
-class SettingsError(ValueError):
+class SettingsError(RapportError, ValueError):
     """A setting has a value that cannot work; the message names the variable."""
 
 

@@ -41,11 +41,11 @@ def _desk() -> Any:
 
 def agent_owns(sender_id: str) -> bool:
     """Does an agent hold this conversation? (False when the CRM cannot say.)"""
-    from crm_bridge.errors import CrmError
+    from crm_bridge.errors import RapportError
 
     try:
         return bool(_desk().ownership(sender_id).owner == "agent")
-    except CrmError as error:
+    except RapportError as error:
         # Fail open: a customer answered by the bot beats one answered by nobody.
         logger.warning("Cannot read conversation ownership (%s)", type(error).__name__)
         return False

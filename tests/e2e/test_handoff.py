@@ -69,6 +69,10 @@ def test_an_agent_takes_over_a_telegram_customer_through_the_api(
         claim, json={"agent_id": "U2", "agent_name": "Eli"}, headers=auth, timeout=10
     )
     assert (first.status_code, second.status_code) == (200, 409)
+    unknown = requests.post(
+        f"{api}/handoffs/987654/claim", json={"agent_id": "U1"}, headers=auth, timeout=10
+    )
+    assert unknown.status_code == 404 and unknown.json()["request_id"]
     assert "Dana from our support team" in fake_telegram.sent_to(chat, 2)[-1].params["text"]
 
     before = len(fake_telegram.sent_to(chat))

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from crm_bridge.errors import HandoffConflict, InvalidInput
+from crm_bridge.errors import HandoffConflict, HandoffNotFound, InvalidInput
 from crm_bridge.gateway import ConversationRef
 from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffReason
 
@@ -99,3 +99,19 @@ def test_csat_is_stored_and_validated(desk: HandoffDesk, desk_url: str) -> None:
             select(models.Interaction).where(models.Interaction.sender_id == "tg-7")
         ).scalar_one()
         assert interaction.csat == 4
+
+
+def test_an_unknown_handoff_is_not_found_not_a_conflict(desk: HandoffDesk) -> None:
+    for attempt in (
+        lambda: desk.claim(987654, "U1", "Ana"),
+        lambda: desk.get(987654),
+        lambda: desk.hand_back(987654, "U1", HandbackOutcome.RESOLVED),
+        lambda: desk.take_over(987654, "U1", "Ana"),
+    ):
+        with pytest.raises(HandoffNotFound):
+            attempt()
+    # A real conflict stays one.
+    handoff_id = ask(desk, "tg-nf")
+    desk.claim(handoff_id, "U1", "Ana")
+    with pytest.raises(HandoffConflict):
+        desk.claim(handoff_id, "U2", "Eli")

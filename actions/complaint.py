@@ -9,7 +9,8 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import get_gateway, tell_crm_failure
+from actions.crm import get_gateway
+from actions.handoff import tell_crm_failure
 from actions.identity import conversation_ref, linked_contact
 from crm_bridge.errors import RapportError
 from crm_bridge.gateway import Outcome, TicketCategory

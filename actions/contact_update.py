@@ -12,7 +12,8 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import get_gateway, tell_crm_failure
+from actions.crm import get_gateway
+from actions.handoff import tell_crm_failure
 from actions.identity import linked_contact
 from actions.verification import VerifiedOrderFormValidation, reset_order_slots
 from crm_bridge.errors import InvalidInput, RapportError

@@ -9,7 +9,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import get_handoff_desk, tell_crm_failure
+from actions.crm import get_handoff_desk
+from actions.handoff import tell_crm_failure
 from bot.csat import CSAT_BUTTONS
 from crm_bridge.errors import RapportError
 

@@ -2,16 +2,16 @@
 
 A handoff starts when the customer asks for a person, after two misunderstandings in a
 row (``actions.fallback``) or when an action cannot reach a system it needs
-(``actions.crm.tell_crm_failure``). The agents' Slack channel (when configured) gets a
-summary with a Claim button. Outside business hours the customer gets a ticket and the
-time of the next opening instead of a queue nobody watches. Once an agent claims the
+(``tell_crm_failure`` below, which also words every kind of error for the customer).
+The agents' Slack channel (when configured) gets a summary with a Claim button.
+Outside business hours the customer gets a ticket and the time of the next opening
+instead of a queue nobody watches. Once an agent claims the
 handoff, the HandoffPolicy keeps the bot silent and runs ``action_relay_to_agent`` for
 each customer message until the agent hands back.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from datetime import datetime, timezone
@@ -21,13 +21,18 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import get_gateway, get_handoff_desk, tell_crm_failure
+from actions.crm import get_agent_console, get_business_hours, get_gateway, get_handoff_desk
 from actions.identity import conversation_ref, linked_contact
 from actions.inbound import customer_text
-from bot import settings as bot_settings
-from bot.agent_console import HandoffSummary, SlackAgentConsole
-from bot.business_hours import BusinessHours
-from crm_bridge.errors import CrmUnavailable, RapportError
+from bot.agent_console import HandoffSummary
+from crm_bridge.errors import (
+    Conflict,
+    CrmUnavailable,
+    InvalidInput,
+    NotFound,
+    RapportError,
+    Unavailable,
+)
 from crm_bridge.gateway import ContactView, TicketCategory
 from crm_bridge.handoff import HandoffReason
 
@@ -41,19 +46,6 @@ SUBJECTS = {
     HandoffReason.ACTION_FAILED: "The assistant could not complete a request",
 }
 OPENING_HOURS_HINT = "usually within a few hours during our opening times"
-
-
-@functools.lru_cache(maxsize=1)
-def get_agent_console() -> SlackAgentConsole | None:
-    """The agents' Slack channel, when configured (built on first use)."""
-    return SlackAgentConsole.from_environment()
-
-
-@functools.lru_cache(maxsize=1)
-def get_business_hours() -> BusinessHours:
-    """BUSINESS_HOURS / BUSINESS_TIMEZONE (always open when unset)."""
-    settings = bot_settings.load()
-    return BusinessHours.parse(settings.business_hours, settings.business_timezone)
 
 
 def recent_messages(tracker: Tracker, limit: int = RECENT_MESSAGES) -> list[tuple[str, str]]:
@@ -219,3 +211,39 @@ class ActionRelayToAgent(Action):
             # The transcript still has it; the agent can read it there.
             logger.warning("Could not relay a customer message to the agent: %s", error)
         return []
+
+
+# Each kind of crm_bridge.errors in the customer's words (never the backend's text).
+# InvalidInput says what is wrong in its own message; Unavailable uses a response.
+CUSTOMER_WORDING: tuple[tuple[type[RapportError], str], ...] = (
+    (NotFound, "Sorry, I couldn't find that. Could you check it and try again?"),
+    (Conflict, "Sorry, that can't be done right now. I can pass you to a person if you like."),
+)
+SOMETHING_WENT_WRONG = (
+    "Sorry, something went wrong on our side. Please try again, or ask for a person."
+)
+
+
+def tell_crm_failure(dispatcher: Any, error: RapportError, tracker: Any = None) -> None:
+    """Answer a failed call in the customer's terms, by the error's kind.
+
+    With the conversation's ``tracker``, an unavailable system also hands the
+    conversation to a person when the handoff desk can still record it.
+    """
+    logger.warning("CRM call failed: %s", type(error).__name__)
+    if isinstance(error, Unavailable) and tracker is not None:
+        try:
+            start_handoff(
+                dispatcher, tracker, HandoffReason.ACTION_FAILED,
+                intro="Sorry, I can't reach our customer records right now. ",
+            )  # fmt: skip
+            return
+        except RapportError:
+            pass  # the desk is down too: say so and offer a person later
+    if isinstance(error, Unavailable):
+        dispatcher.utter_message(response="utter_crm_unavailable")
+    elif isinstance(error, InvalidInput):
+        dispatcher.utter_message(text=error.message)
+    else:
+        wording = (text for kind, text in CUSTOMER_WORDING if isinstance(error, kind))
+        dispatcher.utter_message(text=next(wording, SOMETHING_WENT_WRONG))

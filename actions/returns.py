@@ -10,7 +10,8 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import get_gateway, tell_crm_failure
+from actions.crm import get_gateway
+from actions.handoff import tell_crm_failure
 from actions.identity import conversation_ref, linked_contact
 from actions.verification import (
     END_FLOW,

@@ -3,7 +3,7 @@
 Every error the project raises on purpose is a :class:`RapportError`, in one of four
 kinds: :class:`NotFound`, :class:`Conflict`, :class:`InvalidInput`, :class:`Unavailable`.
 Each kind maps to one HTTP status (``connectors.refusals.status_for``) and one customer
-wording (``actions.crm.tell_crm_failure``); the specific errors below only add a name. The
+wording (``actions.handoff.tell_crm_failure``); the specific errors below only add a name. The
 text of these errors never carries backend details or secrets. It lives here, in the
 base layer, so that every package (which may all import ``crm_bridge``) shares it.
 """

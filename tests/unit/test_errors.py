@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from rasa_sdk.executor import CollectingDispatcher
 
+from actions.handoff import tell_crm_failure
 from bot.agent_console import AgentConsoleError
 from bot.settings import SettingsError
 from connectors.refusals import status_for
@@ -46,10 +48,6 @@ def test_every_error_of_ours_shares_the_root() -> None:
     ],
 )
 def test_each_kind_has_one_customer_wording(error: errors.RapportError, said: str) -> None:
-    from rasa_sdk.executor import CollectingDispatcher
-
-    from actions.crm import tell_crm_failure
-
     dispatcher = CollectingDispatcher()
     tell_crm_failure(dispatcher, error)
     [message] = dispatcher.messages
@@ -57,10 +55,6 @@ def test_each_kind_has_one_customer_wording(error: errors.RapportError, said: st
 
 
 def test_an_unavailable_system_has_its_response() -> None:
-    from rasa_sdk.executor import CollectingDispatcher
-
-    from actions.crm import tell_crm_failure
-
     dispatcher = CollectingDispatcher()
     tell_crm_failure(dispatcher, errors.CrmUnavailable("db down"))
     assert [m["response"] for m in dispatcher.messages] == ["utter_crm_unavailable"]

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from actions.crm import reset_gateway, tell_crm_failure
-from actions.handoff import ActionHandoffToHuman, ActionRelayToAgent
+from actions.crm import reset_gateway
+from actions.handoff import ActionHandoffToHuman, ActionRelayToAgent, tell_crm_failure
 from crm_bridge.errors import CrmUnavailable, HandoffConflict
 from crm_bridge.handoff import HandoffDesk
 from tests.fakes.slack_api import FakeSlackApi

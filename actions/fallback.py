@@ -46,9 +46,11 @@ class ActionHandleFallback(Action):
         if consecutive_misses(tracker) >= MISSES_BEFORE_OFFERING_A_HUMAN:
             try:
                 start_handoff(
-                    dispatcher, tracker, HandoffReason.REPEATED_FALLBACK,
+                    dispatcher,
+                    tracker,
+                    HandoffReason.REPEATED_FALLBACK,
                     intro="Sorry, I'm still not sure what you need. ",
-                )  # fmt: skip
+                )
             except RapportError:
                 # No queue to put them in: let them choose (the button retries the handoff).
                 dispatcher.utter_message(response="utter_offer_human")

@@ -65,10 +65,19 @@ RULE_INTENTS = frozenset({"stop", "request_human", "faq", "nlu_fallback"})
 # Intents that are never an answer to a form's free-text question.
 NOT_AN_ANSWER_INTENTS = frozenset(
     {
-        "stop", "request_human", "faq", "greet", "goodbye", "thank", "bot_challenge",
-        "out_of_scope", "affirm", "deny", *INBOUND_INTENTS,
+        "stop",
+        "request_human",
+        "faq",
+        "greet",
+        "goodbye",
+        "thank",
+        "bot_challenge",
+        "out_of_scope",
+        "affirm",
+        "deny",
+        *INBOUND_INTENTS,
     }
-)  # fmt: skip
+)
 
 SWITCH_FLOW_ACTION = "action_switch_flow"
 ANSWER_INTERRUPTION_ACTION = "action_answer_interruption"

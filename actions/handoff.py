@@ -65,9 +65,13 @@ def recent_messages(tracker: Tracker, limit: int = RECENT_MESSAGES) -> list[tupl
 
 
 def summarise(
-    tracker: Tracker, handoff_id: int, reason: HandoffReason, contact: ContactView | None,
-    ticket: str | None, position: int,
-) -> HandoffSummary:  # fmt: skip
+    tracker: Tracker,
+    handoff_id: int,
+    reason: HandoffReason,
+    contact: ContactView | None,
+    ticket: str | None,
+    position: int,
+) -> HandoffSummary:
     """What the agents' channel shows about this conversation."""
     intents: list[str] = []
     orders: list[str] = []
@@ -93,10 +97,17 @@ def summarise(
     if contact is not None:
         who = f"{contact.name} <{contact.email}>" if contact.email else contact.name
     return HandoffSummary(
-        handoff_id=handoff_id, reason=reason.value, channel=conversation_ref(tracker).channel,
-        contact=who, ticket=ticket, queue_position=position, intents=intents, orders=orders,
-        references=references, recent=recent_messages(tracker),
-    )  # fmt: skip
+        handoff_id=handoff_id,
+        reason=reason.value,
+        channel=conversation_ref(tracker).channel,
+        contact=who,
+        ticket=ticket,
+        queue_position=position,
+        intents=intents,
+        orders=orders,
+        references=references,
+        recent=recent_messages(tracker),
+    )
 
 
 def announce(summary: HandoffSummary) -> None:
@@ -129,10 +140,12 @@ def start_handoff(
     try:
         contact = linked_contact(tracker)
         ticket = get_gateway().open_ticket(
-            conversation, TicketCategory.HUMAN_REQUEST, SUBJECTS.get(reason, "Handoff"),
+            conversation,
+            TicketCategory.HUMAN_REQUEST,
+            SUBJECTS.get(reason, "Handoff"),
             "\n".join(f"{who}: {text}" for who, text in recent_messages(tracker)),
             contact_id=contact.id if contact else None,
-        )  # fmt: skip
+        )
     except RapportError:
         if reason is not HandoffReason.ACTION_FAILED:
             raise
@@ -155,9 +168,10 @@ def start_handoff(
     handoff = desk.request(conversation, reason, ticket_id=ticket.id if ticket else None)
     position = desk.queue_position(handoff.id)
     announce(
-        summarise(tracker, handoff.id, reason, contact, ticket.reference if ticket else None,
-                  position)
-    )  # fmt: skip
+        summarise(
+            tracker, handoff.id, reason, contact, ticket.reference if ticket else None, position
+        )
+    )
     reference = f" (reference {ticket.reference})" if ticket else ""
     queue = f" You're number {position} in the queue." if position else ""
     wait = desk.typical_wait()
@@ -234,9 +248,11 @@ def tell_crm_failure(dispatcher: Any, error: RapportError, tracker: Any = None) 
     if isinstance(error, Unavailable) and tracker is not None:
         try:
             start_handoff(
-                dispatcher, tracker, HandoffReason.ACTION_FAILED,
+                dispatcher,
+                tracker,
+                HandoffReason.ACTION_FAILED,
                 intro="Sorry, I can't reach our customer records right now. ",
-            )  # fmt: skip
+            )
             return
         except RapportError:
             pass  # the desk is down too: say so and offer a person later

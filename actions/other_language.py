@@ -16,39 +16,46 @@ REPLIES = {
     "en": (
         "Sorry, I can only chat in English. Would you like to talk to a person, "
         "or carry on in English?",
-        "Talk to a person", "Continue in English",
+        "Talk to a person",
+        "Continue in English",
     ),
     "nl": (
         "Sorry, ik kan alleen in het Engels chatten. Wilt u met een medewerker praten, "
         "of verdergaan in het Engels?",
-        "Met een medewerker praten", "Verder in het Engels",
+        "Met een medewerker praten",
+        "Verder in het Engels",
     ),
     "de": (
         "Entschuldigung, ich kann nur auf Englisch chatten. Möchten Sie mit einem "
         "Mitarbeiter sprechen oder auf Englisch weitermachen?",
-        "Mit einem Mitarbeiter sprechen", "Weiter auf Englisch",
+        "Mit einem Mitarbeiter sprechen",
+        "Weiter auf Englisch",
     ),
     "fr": (
         "Désolé, je ne peux discuter qu'en anglais. Voulez-vous parler à une personne, "
         "ou continuer en anglais ?",
-        "Parler à une personne", "Continuer en anglais",
+        "Parler à une personne",
+        "Continuer en anglais",
     ),
     "es": (
         "Lo siento, solo puedo chatear en inglés. ¿Quiere hablar con una persona "
         "o continuar en inglés?",
-        "Hablar con una persona", "Continuar en inglés",
+        "Hablar con una persona",
+        "Continuar en inglés",
     ),
     "it": (
         "Mi dispiace, posso chattare solo in inglese. Vuole parlare con una persona "
         "o continuare in inglese?",
-        "Parla con una persona", "Continua in inglese",
+        "Parla con una persona",
+        "Continua in inglese",
     ),
     "pt": (
         "Desculpe, só consigo conversar em inglês. Quer falar com uma pessoa "
         "ou continuar em inglês?",
-        "Falar com uma pessoa", "Continuar em inglês",
+        "Falar com uma pessoa",
+        "Continuar em inglês",
     ),
-}  # fmt: skip
+}
 
 
 def reply_other_language(dispatcher: CollectingDispatcher, tracker: Tracker) -> str:

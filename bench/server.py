@@ -52,10 +52,24 @@ def main(argv: list[str] | None = None) -> int:
     workdir = tempfile.TemporaryDirectory(prefix="bench-server-")
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(PROJECT_ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "rasa", "run", "--enable-api", "-m", str(model),
-         "-i", "127.0.0.1", "-p", str(port)],
-        cwd=workdir.name, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "rasa",
+            "run",
+            "--enable-api",
+            "-m",
+            str(model),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=workdir.name,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(url, server)

@@ -98,10 +98,17 @@ def start_bot_servers(
     log_dir = workdir / "logs"
     log_dir.mkdir(exist_ok=True)
     commands = {
-        "actions": [sys.executable, "-m", "rasa_sdk", "--actions", "actions",
-                    "--port", str(action_port)],
+        "actions": [
+            sys.executable,
+            "-m",
+            "rasa_sdk",
+            "--actions",
+            "actions",
+            "--port",
+            str(action_port),
+        ],
         "rasa": [sys.executable, "-m", "bot", "rasa-server", "--model", str(model)],
-    }  # fmt: skip
+    }
     processes = [
         subprocess.Popen(
             command,

@@ -79,30 +79,55 @@ def summary_blocks(summary: HandoffSummary) -> list[dict[str, Any]]:
         facts.append(f"*Queue position:* {summary.queue_position}")
     recent = "\n".join(f"*{who}:* {_clip(text)}" for who, text in summary.recent) or "_none_"
     return [
-        {"type": "header",
-         "text": {"type": "plain_text", "text": f"Handoff #{summary.handoff_id}"}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"Handoff #{summary.handoff_id}"},
+        },
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(facts)}},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*Last messages*\n{recent}"}},
-        {"type": "actions", "block_id": "rapport_handoff_claim", "elements": [{
-            "type": "button", "action_id": CLAIM_ACTION, "style": "primary",
-            "text": {"type": "plain_text", "text": "Claim"}, "value": str(summary.handoff_id),
-        }]},
-    ]  # fmt: skip
+        {
+            "type": "actions",
+            "block_id": "rapport_handoff_claim",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": CLAIM_ACTION,
+                    "style": "primary",
+                    "text": {"type": "plain_text", "text": "Claim"},
+                    "value": str(summary.handoff_id),
+                }
+            ],
+        },
+    ]
 
 
 def handback_blocks(handoff_id: int, agent_name: str) -> list[dict[str, Any]]:
     """The thread note after a claim, with the hand-back buttons."""
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"*{agent_name}* has the conversation; the bot is silent. Reply in this thread "
-            "to write to the customer. When done, hand it back:")}},
-        {"type": "actions", "block_id": "rapport_handoff_handback", "elements": [
-            {"type": "button", "action_id": f"{HANDBACK_ACTION_PREFIX}{outcome}",
-             "text": {"type": "plain_text", "text": f"Hand back: {label}"},
-             "value": str(handoff_id)}
-            for outcome, label in HANDBACK_OUTCOMES.items()
-        ]},
-    ]  # fmt: skip
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": (
+                    f"*{agent_name}* has the conversation; the bot is silent. Reply in this thread "
+                    "to write to the customer. When done, hand it back:"
+                ),
+            },
+        },
+        {
+            "type": "actions",
+            "block_id": "rapport_handoff_handback",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": f"{HANDBACK_ACTION_PREFIX}{outcome}",
+                    "text": {"type": "plain_text", "text": f"Hand back: {label}"},
+                    "value": str(handoff_id),
+                }
+                for outcome, label in HANDBACK_OUTCOMES.items()
+            ],
+        },
+    ]
 
 
 def without_buttons(blocks: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
@@ -131,22 +156,31 @@ class SlackAgentConsole:
     def announce(self, summary: HandoffSummary) -> str:
         """Post the handoff's summary; returns the message ts (the thread's id)."""
         reply = self._call(
-            "chat_postMessage", channel=self.channel, text=summary_text(summary),
-            blocks=summary_blocks(summary), unfurl_links=False,
-        )  # fmt: skip
+            "chat_postMessage",
+            channel=self.channel,
+            text=summary_text(summary),
+            blocks=summary_blocks(summary),
+            unfurl_links=False,
+        )
         return str(reply["ts"])
 
     def post_in_thread(
-        self, thread: str, text: str, blocks: list[dict[str, Any]] | None = None,
+        self,
+        thread: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
         channel: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """A note or a relayed customer message in the handoff's thread (in ``channel``,
         where the handoff was announced; by default the configured agents' channel)."""
         extra = {"blocks": blocks} if blocks else {}
         self._call(
-            "chat_postMessage", channel=channel or self.channel, thread_ts=thread, text=text,
+            "chat_postMessage",
+            channel=channel or self.channel,
+            thread_ts=thread,
+            text=text,
             **extra,
-        )  # fmt: skip
+        )
 
     def relay_customer_message(self, thread: str, text: str, channel: str | None = None) -> None:
         """A customer's message, as it arrived, in the thread the agent works in."""

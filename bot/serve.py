@@ -28,10 +28,16 @@ def child_commands(settings: bot_settings.Settings, model: Path) -> dict[str, li
     python = sys.executable
     commands = {
         "actions": [
-            python, "-m", "rasa_sdk", "--actions", "actions", "--port", str(settings.action_port),
+            python,
+            "-m",
+            "rasa_sdk",
+            "--actions",
+            "actions",
+            "--port",
+            str(settings.action_port),
         ],
         "rasa": [python, "-m", "bot", "rasa-server", "--model", str(model)],
-    }  # fmt: skip
+    }
     if settings.rabbitmq_url:
         commands["consumer"] = [python, "-m", "crm_bridge.consumer"]
     return commands

@@ -73,13 +73,21 @@ def train_if_needed(
             return target
         print(f"Training {target.name} (inputs changed since the last model)...", flush=True)
         command = [
-            sys.executable, "-m", "rasa", "train",
-            "--config", str(root / "config.yml"),
-            "--domain", str(root / "domain.yml"),
-            "--data", str(root / "data"),
-            "--out", str(models_dir),
-            "--fixed-model-name", target.name.removesuffix(".tar.gz"),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "rasa",
+            "train",
+            "--config",
+            str(root / "config.yml"),
+            "--domain",
+            str(root / "domain.yml"),
+            "--data",
+            str(root / "data"),
+            "--out",
+            str(models_dir),
+            "--fixed-model-name",
+            target.name.removesuffix(".tar.gz"),
+        ]
         env = {**process_environment(), "RASA_TELEMETRY_ENABLED": "false"}
         subprocess.run(command, cwd=root, env=env, check=True)  # noqa: S603
         if not target.exists():

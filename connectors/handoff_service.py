@@ -89,9 +89,12 @@ class HandoffService:
             return
         try:
             await asyncio.to_thread(
-                console.post_in_thread, handoff.console_thread, text, blocks,
+                console.post_in_thread,
+                handoff.console_thread,
+                text,
+                blocks,
                 handoff.console_channel,
-            )  # fmt: skip
+            )
         except AgentConsoleError as error:
             logger.warning("Could not update the agents' thread: %s", error)
 
@@ -118,9 +121,10 @@ class HandoffService:
         handoff = await asyncio.to_thread(self.desk.claim, handoff_id, agent_id, agent_name)
         await self.push(handoff, JOINED.format(name=handoff.agent_name))
         await self.note_in_thread(
-            handoff, f"{handoff.agent_name} has the conversation.",
+            handoff,
+            f"{handoff.agent_name} has the conversation.",
             handback_blocks(handoff.id, handoff.agent_name or agent_id),
-        )  # fmt: skip
+        )
         return handoff
 
     async def take_over(self, interaction_id: int, agent_id: str, agent_name: str) -> HandoffView:
@@ -147,14 +151,21 @@ class HandoffService:
         assert console is not None
         context = self.desk.context(handoff.id)
         summary = HandoffSummary(
-            handoff_id=handoff.id, reason=handoff.reason, channel=handoff.channel,
-            contact=context.contact, intents=context.intents, references=context.references,
+            handoff_id=handoff.id,
+            reason=handoff.reason,
+            channel=handoff.channel,
+            contact=context.contact,
+            intents=context.intents,
+            references=context.references,
             recent=context.recent,
-        )  # fmt: skip
+        )
         name = handoff.agent_name or handoff.agent_id or "An agent"
         thread = console.announce(summary)
-        console.update(thread, f"Handoff #{handoff.id}", without_buttons(
-            summary_blocks(summary), f"Taken over by {name}"))  # fmt: skip
+        console.update(
+            thread,
+            f"Handoff #{handoff.id}",
+            without_buttons(summary_blocks(summary), f"Taken over by {name}"),
+        )
         console.post_in_thread(
             thread, f"{name} has the conversation.", handback_blocks(handoff.id, name)
         )
@@ -166,9 +177,10 @@ class HandoffService:
         delivered = await self.push(handoff, text.strip())
         if not delivered:
             await self.note_in_thread(
-                handoff, f"Not delivered: the customer's channel ({handoff.channel}) cannot "
+                handoff,
+                f"Not delivered: the customer's channel ({handoff.channel}) cannot "
                 "receive messages outside a turn. The reply is in the transcript.",
-            )  # fmt: skip
+            )
         return handoff, delivered
 
     async def hand_back(
@@ -190,9 +202,10 @@ class HandoffService:
             try:
                 await self.push(handoff, NOBODY_FREE)
                 await self.note_in_thread(
-                    handoff, "Nobody claimed this in time: the customer was told their request "
+                    handoff,
+                    "Nobody claimed this in time: the customer was told their request "
                     "is kept as a ticket, and the bot answers again.",
-                )  # fmt: skip
+                )
             except RapportError:
                 logger.exception("Could not tell a customer that no agent was free")
         return expired

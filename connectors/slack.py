@@ -167,8 +167,13 @@ class SlackChannel(ScreenedInputChannel):
                 return
             if event.get("subtype") in IGNORED_SUBTYPES or not event.get("user"):
                 return
-            await relay(body, event["user"], event.get("text") or "", event["channel"],
-                        event.get("thread_ts"))  # fmt: skip
+            await relay(
+                body,
+                event["user"],
+                event.get("text") or "",
+                event["channel"],
+                event.get("thread_ts"),
+            )
 
         @app.event("app_mention")
         async def mention(event: dict[str, Any], body: dict[str, Any]) -> None:

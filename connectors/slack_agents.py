@@ -170,8 +170,9 @@ def register_agent_console(
             text = plain_text(str(event.get("text") or "")).strip()
             await service.reply(handoff.id, str(user), text)
         except HandoffConflict:
-            await tell(str(user), "Claim this conversation before you write to the customer.",
-                       str(thread))  # fmt: skip
+            await tell(
+                str(user), "Claim this conversation before you write to the customer.", str(thread)
+            )
         except InvalidInput:
             return
         except RapportError:

@@ -80,10 +80,16 @@ def incoming_message(
             sender_id=sender,
             chat_id=message.chat.id,
             text=contact.phone_number,
-            metadata={"telegram": {"shared_contact": {
-                "phone": contact.phone_number, "user_id": contact.user_id, "own": own,
-            }}},
-        )  # fmt: skip
+            metadata={
+                "telegram": {
+                    "shared_contact": {
+                        "phone": contact.phone_number,
+                        "user_id": contact.user_id,
+                        "own": own,
+                    }
+                }
+            },
+        )
     if not message.text:
         return None
     text = message.text

@@ -63,24 +63,41 @@ def interaction_dict(interaction: models.Interaction, with_transcript: bool) -> 
         "summary": interaction.summary,
         "message_count": len(interaction.messages),
         "tickets": [
-            {"reference": t.reference, "category": t.category, "subject": t.subject,
-             "status": t.status}
+            {
+                "reference": t.reference,
+                "category": t.category,
+                "subject": t.subject,
+                "status": t.status,
+            }
             for t in interaction.tickets
         ],
         "returns": [
-            {"reference": r.reference, "order": r.order.number, "item": r.item,
-             "reason": r.reason, "status": r.status}
+            {
+                "reference": r.reference,
+                "order": r.order.number,
+                "item": r.item,
+                "reason": r.reason,
+                "status": r.status,
+            }
             for r in interaction.returns
         ],
         "csat": interaction.csat,
         "handoffs": [
-            {"id": h.id, "reason": h.reason, "state": h.state, "agent_id": h.agent_id,
-             "agent_name": h.agent_name, "requested_at": _when(h.requested_at),
-             "claimed_at": _when(h.claimed_at), "handed_back_at": _when(h.handed_back_at),
-             "outcome": h.outcome, "csat": h.csat}
+            {
+                "id": h.id,
+                "reason": h.reason,
+                "state": h.state,
+                "agent_id": h.agent_id,
+                "agent_name": h.agent_name,
+                "requested_at": _when(h.requested_at),
+                "claimed_at": _when(h.claimed_at),
+                "handed_back_at": _when(h.handed_back_at),
+                "outcome": h.outcome,
+                "csat": h.csat,
+            }
             for h in interaction.handoffs
         ],
-    }  # fmt: skip
+    }
     if with_transcript:
         data["transcript"] = [
             {
@@ -111,12 +128,16 @@ def contact_dict(session: Session, contact: models.Contact) -> dict[str, Any]:
         "phone": contact.phone,
         "identities": [f"{i.channel}:{i.external_id}" for i in contact.identities],
         "orders": [
-            {"number": o.number, "status": o.status, "placed_at": _when(o.placed_at),
-             "items": [f"{i.quantity} x {i.name}" for i in o.items]}
+            {
+                "number": o.number,
+                "status": o.status,
+                "placed_at": _when(o.placed_at),
+                "items": [f"{i.quantity} x {i.name}" for i in o.items],
+            }
             for o in contact.orders
         ],
         "interactions": [interaction_dict(i, with_transcript=False) for i in interactions],
-    }  # fmt: skip
+    }
 
 
 def print_contact(data: dict[str, Any]) -> None:
@@ -125,20 +146,26 @@ def print_contact(data: dict[str, Any]) -> None:
     print(f"  identities: {', '.join(data['identities']) or '-'}")
     print("Orders:")
     for order in data["orders"] or [{"number": "-", "status": "", "placed_at": "", "items": []}]:
-        print(f"  {order['number']}  {order['status']:<10} {order['placed_at']}  "
-              f"{'; '.join(order['items'])}")  # fmt: skip
+        print(
+            f"  {order['number']}  {order['status']:<10} {order['placed_at']}  "
+            f"{'; '.join(order['items'])}"
+        )
     print("Interactions (newest first):")
     if not data["interactions"]:
         print("  none yet")
     for i in data["interactions"]:
-        print(f"  #{i['id']}  {i['channel'] or '-':<9} {i['started_at']} -> {i['ended_at']}  "
-              f"{i['outcome']:<16} {i['summary']}")  # fmt: skip
+        print(
+            f"  #{i['id']}  {i['channel'] or '-':<9} {i['started_at']} -> {i['ended_at']}  "
+            f"{i['outcome']:<16} {i['summary']}"
+        )
 
 
 def print_interaction(data: dict[str, Any]) -> None:
     print(f"Interaction #{data['id']}  ({'closed' if data['closed'] else 'open'})")
-    print(f"  sender:   {data['sender_id']}  channel: {data['channel'] or '-'}  "
-          f"contact: {data['contact_id'] or 'not linked'}")  # fmt: skip
+    print(
+        f"  sender:   {data['sender_id']}  channel: {data['channel'] or '-'}  "
+        f"contact: {data['contact_id'] or 'not linked'}"
+    )
     print(f"  started:  {data['started_at']}   ended: {data['ended_at']}")
     print(f"  outcome:  {data['outcome']}")
     print(f"  intents:  {', '.join(data['intents']) or '-'}")
@@ -150,9 +177,11 @@ def print_interaction(data: dict[str, Any]) -> None:
         )
     for h in data["handoffs"]:
         agent = f"{h['agent_name']} ({h['agent_id']})" if h["agent_id"] else "no agent"
-        print(f"  handoff:  #{h['id']} {h['reason']}, {h['state']}, {agent}; requested "
-              f"{h['requested_at']}, claimed {h['claimed_at'] or '-'}, handed back "
-              f"{h['handed_back_at'] or '-'}, outcome {h['outcome'] or '-'}")  # fmt: skip
+        print(
+            f"  handoff:  #{h['id']} {h['reason']}, {h['state']}, {agent}; requested "
+            f"{h['requested_at']}, claimed {h['claimed_at'] or '-'}, handed back "
+            f"{h['handed_back_at'] or '-'}, outcome {h['outcome'] or '-'}"
+        )
     if data["csat"]:
         print(f"  csat:     {data['csat']}/5")
     print("Transcript:")
@@ -211,8 +240,10 @@ def cmd_list_interactions(args: argparse.Namespace, url: str) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     for i in [] if args.json else rows:
-        print(f"#{i['id']:<5} {i['sender_id'][:24]:<24} {i['channel'] or '-':<9} "
-              f"{i['started_at']}  {i['outcome']:<16} {i['summary']}")  # fmt: skip
+        print(
+            f"#{i['id']:<5} {i['sender_id'][:24]:<24} {i['channel'] or '-':<9} "
+            f"{i['started_at']}  {i['outcome']:<16} {i['summary']}"
+        )
     return 0
 
 

@@ -81,13 +81,22 @@ class Ownership:
 
 def _view(row: models.Handoff) -> HandoffView:
     return HandoffView(
-        id=row.id, sender_id=row.sender_id, channel=row.channel,
-        interaction_id=row.interaction_id, reason=row.reason, state=row.state,
-        requested_at=row.requested_at, claimed_at=row.claimed_at,
-        handed_back_at=row.handed_back_at, agent_id=row.agent_id, agent_name=row.agent_name,
-        outcome=row.outcome, csat=row.csat,
-        console_channel=row.console_channel, console_thread=row.console_thread,
-    )  # fmt: skip
+        id=row.id,
+        sender_id=row.sender_id,
+        channel=row.channel,
+        interaction_id=row.interaction_id,
+        reason=row.reason,
+        state=row.state,
+        requested_at=row.requested_at,
+        claimed_at=row.claimed_at,
+        handed_back_at=row.handed_back_at,
+        agent_id=row.agent_id,
+        agent_name=row.agent_name,
+        outcome=row.outcome,
+        csat=row.csat,
+        console_channel=row.console_channel,
+        console_thread=row.console_thread,
+    )
 
 
 class HandoffDesk:
@@ -110,14 +119,20 @@ class HandoffDesk:
             if live is not None:
                 return _view(live)
             interaction = get_or_create_interaction(
-                session, conversation.sender_id, conversation.session_started_at,
+                session,
+                conversation.sender_id,
+                conversation.session_started_at,
                 conversation.channel,
-            )  # fmt: skip
+            )
             row = models.Handoff(
-                interaction_id=interaction.id, ticket_id=ticket_id,
-                sender_id=conversation.sender_id, channel=conversation.channel,
-                reason=HandoffReason(reason).value, state="queued", requested_at=utcnow(),
-            )  # fmt: skip
+                interaction_id=interaction.id,
+                ticket_id=ticket_id,
+                sender_id=conversation.sender_id,
+                channel=conversation.channel,
+                reason=HandoffReason(reason).value,
+                state="queued",
+                requested_at=utcnow(),
+            )
             try:
                 with session.begin_nested():
                     session.add(row)
@@ -144,12 +159,16 @@ class HandoffDesk:
             live = self._live(session, interaction.sender_id)
             if live is None:
                 row = models.Handoff(
-                    interaction_id=interaction.id, sender_id=interaction.sender_id,
+                    interaction_id=interaction.id,
+                    sender_id=interaction.sender_id,
                     channel=interaction.channel or "rest",
-                    reason=HandoffReason.AGENT_INITIATIVE.value, state="agent",
-                    requested_at=utcnow(), claimed_at=utcnow(), agent_id=agent_id,
+                    reason=HandoffReason.AGENT_INITIATIVE.value,
+                    state="agent",
+                    requested_at=utcnow(),
+                    claimed_at=utcnow(),
+                    agent_id=agent_id,
                     agent_name=agent_name or agent_id,
-                )  # fmt: skip
+                )
                 try:
                     with session.begin_nested():
                         session.add(row)
@@ -196,11 +215,13 @@ class HandoffDesk:
         with unit_of_work(self._factory) as session:
             row = session.execute(
                 select(models.Handoff)
-                .where(models.Handoff.console_channel == channel,
-                       models.Handoff.console_thread == thread)
+                .where(
+                    models.Handoff.console_channel == channel,
+                    models.Handoff.console_thread == thread,
+                )
                 .order_by(models.Handoff.id.desc())
                 .limit(1)
-            ).scalar_one_or_none()  # fmt: skip
+            ).scalar_one_or_none()
             return _view(row) if row else None
 
     def held_by(self, agent_id: str) -> list[HandoffView]:
@@ -235,7 +256,7 @@ class HandoffDesk:
                     agent_id=agent_id,
                     agent_name=agent_name or agent_id,
                     claimed_at=utcnow(),
-                )  # fmt: skip
+                )
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
@@ -288,11 +309,13 @@ class HandoffDesk:
         with unit_of_work(self._factory) as session:
             rows = session.execute(
                 select(models.Handoff.requested_at, models.Handoff.claimed_at)
-                .where(models.Handoff.claimed_at.is_not(None),
-                       models.Handoff.reason != HandoffReason.AGENT_INITIATIVE.value)
+                .where(
+                    models.Handoff.claimed_at.is_not(None),
+                    models.Handoff.reason != HandoffReason.AGENT_INITIATIVE.value,
+                )
                 .order_by(models.Handoff.claimed_at.desc())
                 .limit(recent)
-            ).all()  # fmt: skip
+            ).all()
         waits = sorted(claimed - requested for requested, claimed in rows)
         return waits[len(waits) // 2] if waits else None
 
@@ -310,11 +333,17 @@ class HandoffDesk:
             if row.state != "agent" or row.agent_id != agent_id:
                 raise HandoffConflict("Only the agent who holds the conversation can reply.")
             handoff = _view(row)
-        InteractionLog(self._factory).record_events([{
-            "sender_id": handoff.sender_id, "event": "bot", "timestamp": time.time(),
-            "text": message[:5000],
-            "metadata": {"agent": {"id": agent_id, "name": handoff.agent_name}},
-        }])  # fmt: skip
+        InteractionLog(self._factory).record_events(
+            [
+                {
+                    "sender_id": handoff.sender_id,
+                    "event": "bot",
+                    "timestamp": time.time(),
+                    "text": message[:5000],
+                    "metadata": {"agent": {"id": agent_id, "name": handoff.agent_name}},
+                }
+            ]
+        )
         return handoff
 
     def last_handed_back(self, sender_id: str) -> HandoffView | None:
@@ -322,11 +351,14 @@ class HandoffDesk:
         with unit_of_work(self._factory) as session:
             row = session.execute(
                 select(models.Handoff)
-                .where(models.Handoff.sender_id == sender_id, models.Handoff.state == "closed",
-                       models.Handoff.agent_id.is_not(None))
+                .where(
+                    models.Handoff.sender_id == sender_id,
+                    models.Handoff.state == "closed",
+                    models.Handoff.agent_id.is_not(None),
+                )
                 .order_by(models.Handoff.handed_back_at.desc(), models.Handoff.id.desc())
                 .limit(1)
-            ).scalar_one_or_none()  # fmt: skip
+            ).scalar_one_or_none()
             return _view(row) if row else None
 
     def get(self, handoff_id: int) -> HandoffView:

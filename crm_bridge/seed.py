@@ -42,13 +42,22 @@ DEMO_CONTACTS = (
         (("rest", "demo-alice"),),
         (
             DemoOrder(
-                "10001", "shipped", 1,
+                "10001",
+                "shipped",
+                1,
                 (("TRS-42", "Trail Running Shoes", 1, 8999), ("MRS-03", "Merino Socks", 2, 1299)),
-                expected_in_days=2, carrier="DPD", tracking="DPD-5521",
+                expected_in_days=2,
+                carrier="DPD",
+                tracking="DPD-5521",
             ),
             DemoOrder(
-                "10002", "delivered", 9, (("RJK-17", "Rain Jacket", 1, 12900),),
-                delivered_days_ago=5, carrier="Royal Mail", tracking="RM-778812",
+                "10002",
+                "delivered",
+                9,
+                (("RJK-17", "Rain Jacket", 1, 12900),),
+                delivered_days_ago=5,
+                carrier="Royal Mail",
+                tracking="RM-778812",
             ),
         ),
     ),
@@ -59,13 +68,20 @@ DEMO_CONTACTS = (
         (("rest", "demo-bob"),),
         (
             DemoOrder(
-                "10003", "processing", 0,
+                "10003",
+                "processing",
+                0,
                 (("YGM-01", "Yoga Mat", 1, 3499), ("WBT-05", "Water Bottle", 1, 1599)),
                 expected_in_days=4,
             ),
             DemoOrder(
-                "10004", "delivered", 45, (("CST-09", "Camping Stove", 1, 5999),),
-                delivered_days_ago=40, carrier="DPD", tracking="DPD-1187",
+                "10004",
+                "delivered",
+                45,
+                (("CST-09", "Camping Stove", 1, 5999),),
+                delivered_days_ago=40,
+                carrier="DPD",
+                tracking="DPD-1187",
             ),
         ),
     ),
@@ -76,12 +92,17 @@ DEMO_CONTACTS = (
         (),
         (
             DemoOrder(
-                "10005", "shipped", 2, (("ESP-22", "Espresso Machine", 1, 24900),),
-                expected_in_days=1, carrier="UPS", tracking="UPS-1Z999",
+                "10005",
+                "shipped",
+                2,
+                (("ESP-22", "Espresso Machine", 1, 24900),),
+                expected_in_days=1,
+                carrier="UPS",
+                tracking="UPS-1Z999",
             ),
         ),
     ),
-)  # fmt: skip
+)
 
 
 def seed(url: str, today: date | None = None) -> int:

@@ -208,8 +208,13 @@ def _cpus() -> int:
 
 # CPU features that change our figures: wide vectors and VNNI speed the int8 encoder,
 # bfloat16 (and AMX's bfloat16 tiles) the fine-tuning, which also makes its weights differ.
-CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI",
-                "avx512_bf16": "bfloat16", "amx_bf16": "AMX"}  # fmt: skip
+CPU_FEATURES = {
+    "avx2": "AVX2",
+    "avx512f": "AVX-512",
+    "avx512_vnni": "VNNI",
+    "avx512_bf16": "bfloat16",
+    "amx_bf16": "AMX",
+}
 
 
 def _cpu_model() -> str:
@@ -220,10 +225,13 @@ def _cpu_model() -> str:
     except OSError:
         return platform.processor() or "unknown"
     lines = info.splitlines()
-    name = next((line.split(":", 1)[1].strip() for line in lines
-                 if line.startswith("model name")), "unknown")  # fmt: skip
-    flags = set(next((line.split(":", 1)[1].split() for line in lines
-                      if line.startswith("flags")), []))  # fmt: skip
+    name = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+        "unknown",
+    )
+    flags = set(
+        next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    )
     features = [label for flag, label in CPU_FEATURES.items() if flag in flags]
     return f"{name} ({', '.join(features)})" if features else name
 

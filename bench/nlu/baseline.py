@@ -25,7 +25,7 @@ def run_tfidf_baseline(train: Split, test: Split, seed: int = 0) -> dict[str, An
                     TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
                 ),
             ]
-        ),  # fmt: skip
+        ),
         LogisticRegression(C=20, max_iter=2000, random_state=seed),
     )
     started = time.perf_counter()

@@ -41,8 +41,13 @@ def benchmark_config(config_path: Path, epochs: int | None) -> dict[str, Any]:
                 component["epochs"] = epochs
             if "fine_tune_epochs" in component:  # the sentence encoder's fine-tuning
                 component["fine_tune_epochs"] = epochs
-    return {"recipe": "default.v1", "language": "en", "pipeline": pipeline,
-            "assistant_id": "nlu-benchmark", "policies": []}  # fmt: skip
+    return {
+        "recipe": "default.v1",
+        "language": "en",
+        "pipeline": pipeline,
+        "assistant_id": "nlu-benchmark",
+        "policies": [],
+    }
 
 
 def write_nlu_yaml(split: Split, path: Path) -> None:
@@ -86,8 +91,9 @@ def run_rasa_pipeline(
         os.environ["RASA_CACHE_DIRECTORY"] = str(folder / "cache")
         try:
             started = time.perf_counter()
-            model = train_nlu(str(config_file), str(data_file), str(folder / "models"),
-                              fixed_model_name="bench")  # fmt: skip
+            model = train_nlu(
+                str(config_file), str(data_file), str(folder / "models"), fixed_model_name="bench"
+            )
             train_seconds = time.perf_counter() - started
         finally:
             if previous_cache is None:

@@ -112,9 +112,13 @@ def test_stratified_hold_out_is_per_intent_disjoint_and_seeded() -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--oos-recall-goal", "85"), ("--oos-recall-goal", "high"), ("--dev-split", "1"),
-     ("--dev-split", "0")],
-)  # fmt: skip
+    [
+        ("--oos-recall-goal", "85"),
+        ("--oos-recall-goal", "high"),
+        ("--dev-split", "1"),
+        ("--dev-split", "0"),
+    ],
+)
 def test_fractions_outside_0_to_1_are_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
 ) -> None:
@@ -132,7 +136,13 @@ def test_sweep_printout_shows_the_configured_threshold_off_the_coarse_grid(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     rows = [{"threshold": t / 100, "accuracy": 0.9} for t in range(0, 11)]
-    print_sweep({"name": "ours", "fallback_threshold": 0.03, "ambiguity_threshold": 0.0,
-                 "threshold_sweep": rows})  # fmt: skip
+    print_sweep(
+        {
+            "name": "ours",
+            "fallback_threshold": 0.03,
+            "ambiguity_threshold": 0.0,
+            "threshold_sweep": rows,
+        }
+    )
     printed = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()[1:]]
     assert printed == ["threshold 0.00", "threshold 0.03", "threshold 0.05", "threshold 0.10"]

@@ -8,8 +8,12 @@ from bench.nlu.metrics import choose_thresholds, scores, threshold_sweep
 
 GOLD = ["balance", "transfer", "oos", "oos"]
 # (best intent, its confidence, the runner-up's confidence) per message
-TOP = [("balance", 0.90, 0.05), ("transfer", 0.45, 0.40), ("balance", 0.50, 0.20),
-       ("oos", 0.70, 0.10)]  # fmt: skip
+TOP = [
+    ("balance", 0.90, 0.05),
+    ("transfer", 0.45, 0.40),
+    ("balance", 0.50, 0.20),
+    ("oos", 0.70, 0.10),
+]
 
 
 def test_scores_count_fallback_and_oos_predictions_as_out_of_scope() -> None:

@@ -18,11 +18,27 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 def run_benchmark(tmp_path: Path, *args: str) -> dict:
     out = tmp_path / "results"
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.nlu", *args, "--intents", "5", "--per-intent", "40",
-         "--epochs", "3", "--out", str(out)],
-        cwd=ROOT, env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"},
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.nlu",
+            *args,
+            "--intents",
+            "5",
+            "--per-intent",
+            "40",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "tfidf-logreg" in completed.stdout and "rapport" in completed.stdout
     [report_file] = out.glob("*.json")
@@ -34,9 +50,16 @@ def run_benchmark(tmp_path: Path, *args: str) -> dict:
 @pytest.mark.skipif(not DATASETS.exists(), reason="../shared/datasets is not beside the repo")
 def test_banking77_smoke(tmp_path: Path) -> None:
     report = run_benchmark(
-        tmp_path, "--dataset", "banking77", "--train", str(DATASETS / "banking77" / "train.csv"),
-        "--dev-split", "0.2", "--baseline", "rasa-default",
-    )  # fmt: skip
+        tmp_path,
+        "--dataset",
+        "banking77",
+        "--train",
+        str(DATASETS / "banking77" / "train.csv"),
+        "--dev-split",
+        "0.2",
+        "--baseline",
+        "rasa-default",
+    )
     assert report["intents"] == 5 and report["test_examples"] > 0
     baseline, ours, default = report["results"]
     assert baseline["name"] == "tfidf-logreg" and ours["name"] == "rapport"

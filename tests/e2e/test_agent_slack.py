@@ -40,28 +40,45 @@ def click(
 ) -> requests.Response:
     """A signed Block Kit button press by ``agent`` on one of our agents' channel posts."""
     button = next(
-        element for block in message.params["blocks"] if block["type"] == "actions"
-        for element in block["elements"] if element["action_id"] == action_id
-    )  # fmt: skip
+        element
+        for block in message.params["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element["action_id"] == action_id
+    )
     ts = message.params["_ts"]
     payload = {
-        "type": "block_actions", "team": {"id": TEAM_ID}, "api_app_id": "A1", "token": "t",
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "api_app_id": "A1",
+        "token": "t",
         "user": {"id": agent, "username": name.lower(), "name": name},
-        "channel": {"id": SLACK_AGENT_CHANNEL}, "trigger_id": f"trig-{random.random()}",
+        "channel": {"id": SLACK_AGENT_CHANNEL},
+        "trigger_id": f"trig-{random.random()}",
         "container": {"type": "message", "channel_id": SLACK_AGENT_CHANNEL, "message_ts": ts},
         "message": {"ts": ts, "text": message.params["text"], "blocks": message.params["blocks"]},
         "actions": [{**button, "type": "button", "block_id": "b", "action_ts": "1.1"}],
-    }  # fmt: skip
+    }
     form = urlencode({"payload": json.dumps(payload)}).encode()
     return signed_post(servers, form, FORM, secret=secret)
 
 
 def thread_reply(servers: BotServers, thread: str, agent: str, text: str) -> requests.Response:
     """An agent writes in a handoff's thread (a signed ``message`` event)."""
-    return signed_post(servers, event_body({
-        "type": "message", "channel": SLACK_AGENT_CHANNEL, "channel_type": "channel",
-        "user": agent, "text": text, "ts": f"{time.time():.6f}", "thread_ts": thread,
-    }))  # fmt: skip
+    return signed_post(
+        servers,
+        event_body(
+            {
+                "type": "message",
+                "channel": SLACK_AGENT_CHANNEL,
+                "channel_type": "channel",
+                "user": agent,
+                "text": text,
+                "ts": f"{time.time():.6f}",
+                "thread_ts": thread,
+            }
+        ),
+    )
 
 
 def summary_for(slack: FakeSlackApi, handoff_id: int) -> Any:
@@ -72,8 +89,9 @@ def summary_for(slack: FakeSlackApi, handoff_id: int) -> Any:
 def thread_posts(slack: FakeSlackApi, thread: str, count: int = 0) -> list[str]:
     calls = (
         slack.wait_for("chat.postMessage", count, thread_ts=thread, timeout=30)
-        if count else slack.calls_to("chat.postMessage", thread_ts=thread)
-    )  # fmt: skip
+        if count
+        else slack.calls_to("chat.postMessage", thread_ts=thread)
+    )
     return [c.params["text"] for c in calls]
 
 
@@ -90,8 +108,14 @@ def test_a_telegram_customer_is_helped_by_an_agent_in_slack(
 
     summary = summary_for(fake_slack, handoff.id)
     shown = json.dumps(summary.params["blocks"])
-    for expected in ("telegram", "request_human", "order_status", "where is my order 10001?",
-                     "the customer asked for a person", "Claim"):  # fmt: skip
+    for expected in (
+        "telegram",
+        "request_human",
+        "order_status",
+        "where is my order 10001?",
+        "the customer asked for a person",
+        "Claim",
+    ):
         assert expected in shown, expected
     thread = desk.get(handoff.id).console_thread
     assert thread == summary.params["_ts"]
@@ -102,9 +126,11 @@ def test_a_telegram_customer_is_helped_by_an_agent_in_slack(
     assert desk.get(handoff.id).agent_id == "UDANA"
     [update] = fake_slack.wait_for("chat.update", 1, ts=thread, timeout=10)
     assert "Claimed by" in json.dumps(update.params["blocks"]) and "Claim" not in [
-        e["text"]["text"] for b in update.params["blocks"] for e in b.get("elements", [])
+        e["text"]["text"]
+        for b in update.params["blocks"]
+        for e in b.get("elements", [])
         if b["type"] == "actions"
-    ]  # fmt: skip
+    ]
     note = fake_slack.wait_for("chat.postMessage", 1, thread_ts=thread, timeout=30)[0]
     assert "Dana has the conversation" in note.params["text"]
 
@@ -113,8 +139,10 @@ def test_a_telegram_customer_is_helped_by_an_agent_in_slack(
     for text in ("/restart", "it has been two weeks"):
         telegram_post(bot_servers, message_update(chat, text))
     relayed = thread_posts(fake_slack, thread, 3)
-    assert relayed[-2:] == [":speech_balloon: *Customer:* /restart",
-                            ":speech_balloon: *Customer:* it has been two weeks"]  # fmt: skip
+    assert relayed[-2:] == [
+        ":speech_balloon: *Customer:* /restart",
+        ":speech_balloon: *Customer:* it has been two weeks",
+    ]
 
     # Two agent replies in the thread reach the customer on Telegram.
     for text in (
@@ -128,9 +156,16 @@ def test_a_telegram_customer_is_helped_by_an_agent_in_slack(
         "It arrives tomorrow & I'll watch it.",
     ]
     # Mentioning the bot in the thread is agents' talk, not a new customer conversation.
-    mention = event_body({"type": "app_mention", "user": "UDANA", "channel": SLACK_AGENT_CHANNEL,
-                          "text": "<@UBOT0001> note to self", "ts": f"{time.time():.6f}",
-                          "thread_ts": thread})  # fmt: skip
+    mention = event_body(
+        {
+            "type": "app_mention",
+            "user": "UDANA",
+            "channel": SLACK_AGENT_CHANNEL,
+            "text": "<@UBOT0001> note to self",
+            "ts": f"{time.time():.6f}",
+            "thread_ts": thread,
+        }
+    )
     assert signed_post(bot_servers, mention).status_code == 200
     # Someone who does not hold it cannot write to the customer.
     assert thread_reply(bot_servers, thread, "UOTHER", "hello from me").status_code == 200
@@ -138,8 +173,10 @@ def test_a_telegram_customer_is_helped_by_an_agent_in_slack(
     assert "Claim this conversation" in hint.params["text"]
 
     # Hand back with the thread's button; the bot asks for a rating and stores it.
-    assert click(bot_servers, note, "rapport_handoff_handback_resolved", "UDANA",
-                 "Dana").status_code == 200  # fmt: skip
+    assert (
+        click(bot_servers, note, "rapport_handoff_handback_resolved", "UDANA", "Dana").status_code
+        == 200
+    )
     question = fake_telegram.sent_to(chat, sent_before + 3)[-1]
     assert "rate the help" in question.params["text"]
     press_telegram_button(bot_servers, chat, question, "5")
@@ -179,10 +216,14 @@ def test_two_agents_claiming_at_once_one_wins(
     assert forged.status_code == 401 and desk.get(handoff.id).state == "queued"
     agents = [("UKIM", "Kim"), ("ULEE", "Lee")]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        codes = list(pool.map(
-            lambda agent: click(bot_servers, summary, "rapport_handoff_claim", *agent).status_code,
-            agents,
-        ))  # fmt: skip
+        codes = list(
+            pool.map(
+                lambda agent: click(
+                    bot_servers, summary, "rapport_handoff_claim", *agent
+                ).status_code,
+                agents,
+            )
+        )
     assert codes == [200, 200]
     deadline = time.monotonic() + 20
     while desk.get(handoff.id).state != "agent" and time.monotonic() < deadline:
@@ -200,11 +241,20 @@ def test_two_agents_claiming_at_once_one_wins(
 
 def slash_command(servers: BotServers, command: str, text: str, agent: str) -> requests.Response:
     """A signed slash command typed by ``agent`` in the agents' channel."""
-    form = urlencode({
-        "command": command, "text": text, "user_id": agent, "user_name": agent.lower(),
-        "team_id": TEAM_ID, "channel_id": SLACK_AGENT_CHANNEL, "trigger_id": f"t{new_id()}",
-        "response_url": "https://hooks.slack.invalid/x", "token": "legacy", "api_app_id": "A1",
-    }).encode()  # fmt: skip
+    form = urlencode(
+        {
+            "command": command,
+            "text": text,
+            "user_id": agent,
+            "user_name": agent.lower(),
+            "team_id": TEAM_ID,
+            "channel_id": SLACK_AGENT_CHANNEL,
+            "trigger_id": f"t{new_id()}",
+            "response_url": "https://hooks.slack.invalid/x",
+            "token": "legacy",
+            "api_app_id": "A1",
+        }
+    ).encode()
     return signed_post(servers, form, FORM)
 
 
@@ -229,8 +279,11 @@ def test_an_agent_takes_over_a_conversation_from_slack(
     assert "from our support team has joined" in fake_telegram.sent_to(chat, 2)[-1].params["text"]
     handoff = HandoffDesk(bot_servers.crm_url).ownership(str(chat)).handoff
     assert handoff is not None and handoff.reason == "agent_initiative" and handoff.console_thread
-    [summary] = [c for c in fake_slack.calls_to("chat.postMessage", channel=SLACK_AGENT_CHANNEL)
-                 if c.params["_ts"] == handoff.console_thread]  # fmt: skip
+    [summary] = [
+        c
+        for c in fake_slack.calls_to("chat.postMessage", channel=SLACK_AGENT_CHANNEL)
+        if c.params["_ts"] == handoff.console_thread
+    ]
     assert "what are your opening hours?" in json.dumps(summary.params["blocks"])
     again = slash_command(bot_servers, "/takeover", str(interaction), "UKIM")
     assert "already holds" in again.text

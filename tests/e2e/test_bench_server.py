@@ -20,11 +20,26 @@ def test_server_benchmark_reports_latency_and_memory(trained_model: Path, tmp_pa
     texts = tmp_path / "texts.csv"
     texts.write_text("text,category\n" + "".join(f"where is my order {n},x\n" for n in range(20)))
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.server", "--model", str(trained_model),
-         "--texts", str(texts), "--parses", "8", "--out", str(tmp_path)],
-        cwd=PROJECT_ROOT, env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"},
-        capture_output=True, text=True, timeout=400, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.server",
+            "--model",
+            str(trained_model),
+            "--texts",
+            str(texts),
+            "--parses",
+            "8",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"},
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     report = json.loads((tmp_path / "server.json").read_text())
     assert report["parses"] == 8

@@ -139,9 +139,13 @@ def test_a_wrong_email_shows_nothing(bot_servers: BotServers) -> None:
 def test_a_return_is_registered(bot_servers: BotServers) -> None:
     sender = linked_sender(bot_servers, "alice@example.com", "return")
     replies = talk(
-        bot_servers, sender, "I want to return something", "10002", "the rain jacket",
+        bot_servers,
+        sender,
+        "I want to return something",
+        "10002",
+        "the rain jacket",
         "it's too small",
-    )  # fmt: skip
+    )
     assert "R-" in reply_text(replies[-1])
     [interaction] = interactions_of(bot_servers, sender, lambda d: bool(d and d[0]["returns"]))
     [(order, item, reference)] = interaction["returns"]
@@ -155,9 +159,11 @@ def test_a_return_is_registered(bot_servers: BotServers) -> None:
 def test_a_complaint_creates_a_ticket(bot_servers: BotServers) -> None:
     sender = new_sender("complaint")
     replies = talk(
-        bot_servers, sender, "I want to make a complaint",
+        bot_servers,
+        sender,
+        "I want to make a complaint",
         "The courier was rude and left my parcel in the rain",
-    )  # fmt: skip
+    )
     assert "T-" in reply_text(replies[-1])
     # The action writes the ticket before Rasa publishes the turn's events: wait for both.
     [interaction] = interactions_of(

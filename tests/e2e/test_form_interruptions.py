@@ -48,13 +48,20 @@ INTERRUPTIONS = {
 }
 # The inbound step's shortcuts, with the metadata it sends.
 INBOUND = {
-    "/inbound_too_long": {"text": "x" * 40, "verdict": "too_long", "language": "en",
-                          "max_chars": 4096},
-    "/inbound_unclear": {"text": "???", "verdict": "unclear", "language": "en",
-                         "max_chars": 4096},
-    "/inbound_other_language": {"text": "Wo ist meine Bestellung?", "verdict": "other_language",
-                                "language": "de", "max_chars": 4096},
-}  # fmt: skip
+    "/inbound_too_long": {
+        "text": "x" * 40,
+        "verdict": "too_long",
+        "language": "en",
+        "max_chars": 4096,
+    },
+    "/inbound_unclear": {"text": "???", "verdict": "unclear", "language": "en", "max_chars": 4096},
+    "/inbound_other_language": {
+        "text": "Wo ist meine Bestellung?",
+        "verdict": "other_language",
+        "language": "de",
+        "max_chars": 4096,
+    },
+}
 
 
 def say_with_metadata(
@@ -113,8 +120,9 @@ def test_another_language_inside_a_form_is_answered_in_it(bot_servers: BotServer
 def test_wheres_my_order_inside_a_form_gets_a_reply(bot_servers: BotServers) -> None:
     """Issue: the form waited for an email, the question got no reply at all."""
     sender = new_sender("wheres")
-    _, asked_email, replies = talk(bot_servers, sender, "where is my order?", "10005",
-                                   "where's my order??")  # fmt: skip
+    _, asked_email, replies = talk(
+        bot_servers, sender, "where is my order?", "10005", "where's my order??"
+    )
     assert "email" in reply_text(asked_email).lower()
     assert reply_text(replies).strip()
     assert "email" in reply_text(replies).lower()  # and the question comes again
@@ -126,9 +134,12 @@ def test_an_email_change_inside_an_order_form_switches_to_the_contact_update(
     """Issue: the new address was checked as the order's email."""
     sender = new_sender("switch")
     _, asked_email, switched = talk(
-        bot_servers, sender, "where is my order?", "10005",
+        bot_servers,
+        sender,
+        "where is my order?",
+        "10005",
         "I want to change my email to new@example.org",
-    )  # fmt: skip
+    )
     assert "email" in reply_text(asked_email).lower()
     assert "couldn't find an order" not in reply_text(switched)
     assert "let's look at that instead" in reply_text(switched)
@@ -138,9 +149,13 @@ def test_a_refused_return_is_not_asked_again(bot_servers: BotServers) -> None:
     """Issue: after the refused return the bot kept asking for the order number."""
     sender = linked_sender(bot_servers, "alice@example.com", "refused")
     replies = talk(
-        bot_servers, sender, "my parcel is late", "10001",
-        "actually I want to return the shoes instead", "thx",
-    )  # fmt: skip
+        bot_servers,
+        sender,
+        "my parcel is late",
+        "10001",
+        "actually I want to return the shoes instead",
+        "thx",
+    )
     switched, thanks = replies[2], replies[3]
     assert "hasn't been delivered yet" in reply_text(switched)
     assert "order number" not in reply_text(switched).lower()

@@ -30,19 +30,45 @@ pytestmark = pytest.mark.e2e
 SENDERS_PER_CHANNEL = 8
 MESSAGES_PER_SENDER = 25  # 200 a channel
 SNIPPETS = [
-    "'; DROP TABLE contacts; --", "1 OR 1=1", "<script>alert('x')</script>", "<b>bold</b>",
-    "**where** is _my_ `order`", "%s %d {0} ${HOME} {{name}}", '{"sender": "x", "message": 1}',
+    "'; DROP TABLE contacts; --",
+    "1 OR 1=1",
+    "<script>alert('x')</script>",
+    "<b>bold</b>",
+    "**where** is _my_ `order`",
+    "%s %d {0} ${HOME} {{name}}",
+    '{"sender": "x", "message": 1}',
     "<@U123ABC> <#C42|general> <https://evil.example|click> &amp; &lt;tag&gt;",
-    "order 10001 заказ 注文 طلب הזמנה", "where is my order 10001?", "I want to return something",
-    "\x00\x01 nul and bell \x07", "\ud800 lone surrogate", "ｆｕｌｌｗｉｄｔｈ ｔｅｘｔ",
-    "e\u0301\u0301\u0301 stacked accents", "🧦🧦🧦 👨\u200d👩\u200d👧", "?!?!", "   ", "",
-    "alice@example.com", "+44 7700 900123", "\u202eRTL override text", "ok", "thanks, bye",
-]  # fmt: skip
+    "order 10001 заказ 注文 طلب הזמנה",
+    "where is my order 10001?",
+    "I want to return something",
+    "\x00\x01 nul and bell \x07",
+    "\ud800 lone surrogate",
+    "ｆｕｌｌｗｉｄｔｈ ｔｅｘｔ",
+    "e\u0301\u0301\u0301 stacked accents",
+    "🧦🧦🧦 👨\u200d👩\u200d👧",
+    "?!?!",
+    "   ",
+    "",
+    "alice@example.com",
+    "+44 7700 900123",
+    "\u202eRTL override text",
+    "ok",
+    "thanks, bye",
+]
 ALPHABETS = [
-    (0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF),
-    (0x900, 0x97F), (0x3040, 0x30FF), (0x4E00, 0x4FFF), (0x1F300, 0x1F64F), (0x200B, 0x200F),
-    (0x0300, 0x036F), (0x0000, 0x001F),
-]  # fmt: skip
+    (0x20, 0x7E),
+    (0xA0, 0x24F),
+    (0x370, 0x3FF),
+    (0x400, 0x4FF),
+    (0x590, 0x6FF),
+    (0x900, 0x97F),
+    (0x3040, 0x30FF),
+    (0x4E00, 0x4FFF),
+    (0x1F300, 0x1F64F),
+    (0x200B, 0x200F),
+    (0x0300, 0x036F),
+    (0x0000, 0x001F),
+]
 
 
 def random_unicode(rng: random.Random, length: int) -> str:

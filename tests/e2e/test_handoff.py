@@ -85,12 +85,20 @@ def test_an_agent_takes_over_a_telegram_customer_through_the_api(
     assert reply.json()["delivered"] is True
     sent = [c.params["text"] for c in fake_telegram.sent_to(chat, before + 1)]
     assert sent[before:] == ["Hi! I'm checking order 10001 now."]  # the bot said nothing
-    refused = requests.post(f"{api}/handoffs/{handoff['id']}/reply", headers=auth, timeout=10,
-                            json={"agent_id": "U2", "text": "me too"})  # fmt: skip
+    refused = requests.post(
+        f"{api}/handoffs/{handoff['id']}/reply",
+        headers=auth,
+        timeout=10,
+        json={"agent_id": "U2", "text": "me too"},
+    )
     assert refused.status_code == 409
 
-    back = requests.post(f"{api}/handoffs/{handoff['id']}/handback", headers=auth, timeout=10,
-                         json={"agent_id": "U1", "outcome": "resolved"})  # fmt: skip
+    back = requests.post(
+        f"{api}/handoffs/{handoff['id']}/handback",
+        headers=auth,
+        timeout=10,
+        json={"agent_id": "U1", "outcome": "resolved"},
+    )
     assert back.status_code == 200 and back.json()["handoff"]["outcome"] == "resolved"
     question = fake_telegram.sent_to(chat, before + 2)[-1]
     assert "rate the help" in question.params["text"]

@@ -140,9 +140,11 @@ def test_a_web_chat_page_gets_what_another_instance_stored(
     with ThreadPoolExecutor(1) as pool:
         # The page is already waiting when the message is stored elsewhere.
         waiting = pool.submit(
-            requests.get, f"{production_servers.rasa_url}/chat/inbox",
-            params={"sender": sender}, timeout=40,
-        )  # fmt: skip
+            requests.get,
+            f"{production_servers.rasa_url}/chat/inbox",
+            params={"sender": sender},
+            timeout=40,
+        )
         time.sleep(1)
         stored_at = time.monotonic()
         asyncio.run(store_as_another_instance())

@@ -48,18 +48,30 @@ def signed_post(
 
 
 def event_body(event: dict[str, Any]) -> bytes:
-    return json.dumps({
-        "type": "event_callback", "team_id": TEAM_ID, "api_app_id": "A1",
-        "event_id": f"Ev{random.randint(10**9, 10**10 - 1)}", "event_time": int(time.time()),
-        "event": {"event_ts": f"{time.time():.6f}", **event},
-    }).encode()  # fmt: skip
+    return json.dumps(
+        {
+            "type": "event_callback",
+            "team_id": TEAM_ID,
+            "api_app_id": "A1",
+            "event_id": f"Ev{random.randint(10**9, 10**10 - 1)}",
+            "event_time": int(time.time()),
+            "event": {"event_ts": f"{time.time():.6f}", **event},
+        }
+    ).encode()
 
 
 def dm(user: str, text: str, channel: str | None = None, **extra: Any) -> bytes:
-    return event_body({
-        "type": "message", "channel_type": "im", "user": user, "text": text,
-        "channel": channel or f"D{user}", "ts": f"{time.time():.6f}", **extra,
-    })  # fmt: skip
+    return event_body(
+        {
+            "type": "message",
+            "channel_type": "im",
+            "user": user,
+            "text": text,
+            "channel": channel or f"D{user}",
+            "ts": f"{time.time():.6f}",
+            **extra,
+        }
+    )
 
 
 def posts_to(api: FakeSlackApi, channel: str, count: int = 0) -> list:
@@ -101,11 +113,17 @@ def test_a_dm_conversation_with_buttons(bot_servers, fake_slack) -> None:
     assert order_button["value"] == "/order_status"
 
     payload = {
-        "type": "block_actions", "team": {"id": TEAM_ID}, "user": {"id": user},
-        "channel": {"id": channel}, "container": {"type": "message", "channel_id": channel},
-        "trigger_id": f"trig-{user}", "actions": [{**order_button, "action_ts": "1.2"}],
-        "message": {"ts": "1.1"}, "api_app_id": "A1", "token": "legacy",
-    }  # fmt: skip
+        "type": "block_actions",
+        "team": {"id": TEAM_ID},
+        "user": {"id": user},
+        "channel": {"id": channel},
+        "container": {"type": "message", "channel_id": channel},
+        "trigger_id": f"trig-{user}",
+        "actions": [{**order_button, "action_ts": "1.2"}],
+        "message": {"ts": "1.1"},
+        "api_app_id": "A1",
+        "token": "legacy",
+    }
     form = urlencode({"payload": json.dumps(payload)}).encode()
     assert signed_post(bot_servers, form, "application/x-www-form-urlencoded").status_code == 200
     replies = posts_to(fake_slack, channel, 2)
@@ -146,17 +164,34 @@ def test_the_event_is_acknowledged_before_a_slow_reply(bot_servers, fake_slack) 
 def test_mentions_are_answered_in_their_thread_and_bots_ignored(bot_servers, fake_slack) -> None:
     user, channel = new_user(), f"C{random.randint(10**8, 10**9)}"
     ts = f"{time.time():.6f}"
-    mention = event_body({"type": "app_mention", "user": user, "channel": channel, "ts": ts,
-                          "text": f"<@{BOT_USER_ID}> when are you open?"})  # fmt: skip
+    mention = event_body(
+        {
+            "type": "app_mention",
+            "user": user,
+            "channel": channel,
+            "ts": ts,
+            "text": f"<@{BOT_USER_ID}> when are you open?",
+        }
+    )
     assert signed_post(bot_servers, mention).status_code == 200
     [answer] = posts_to(fake_slack, channel, 1)
     assert answer.params["thread_ts"] == ts and "Monday to Friday" in answer.params["text"]
 
-    for own in (dm(BOT_USER_ID, "echo", channel=f"D{user}"),
-                dm("UOTHERBOT", "beep", channel=f"D{user}", bot_id="BOTHER"),
-                dm(user, "edited", subtype="message_changed"),
-                event_body({"type": "message", "channel_type": "im", "bot_id": BOT_ID,
-                            "channel": f"D{user}", "text": "mine", "ts": ts})):  # fmt: skip
+    for own in (
+        dm(BOT_USER_ID, "echo", channel=f"D{user}"),
+        dm("UOTHERBOT", "beep", channel=f"D{user}", bot_id="BOTHER"),
+        dm(user, "edited", subtype="message_changed"),
+        event_body(
+            {
+                "type": "message",
+                "channel_type": "im",
+                "bot_id": BOT_ID,
+                "channel": f"D{user}",
+                "text": "mine",
+                "ts": ts,
+            }
+        ),
+    ):
         assert signed_post(bot_servers, own).status_code == 200
     time.sleep(1.5)
     assert posts_to(fake_slack, f"D{user}") == []
@@ -165,10 +200,12 @@ def test_mentions_are_answered_in_their_thread_and_bots_ignored(bot_servers, fak
 def test_malformed_and_unknown_payloads_are_not_server_errors(bot_servers, fake_slack) -> None:
     for body, content_type in (
         (b"{oops", "application/json"),
-        (json.dumps({"type": "event_callback", "event": {"type": "reaction_added"}}).encode(),
-         "application/json"),
+        (
+            json.dumps({"type": "event_callback", "event": {"type": "reaction_added"}}).encode(),
+            "application/json",
+        ),
         (b"payload=%7Bbroken", "application/x-www-form-urlencoded"),
-    ):  # fmt: skip
+    ):
         response = signed_post(bot_servers, body, content_type)
         assert response.status_code < 500, (body, response.status_code, response.text)
     huge = "🧦 où sont mes chaussettes ? " * 150

@@ -34,10 +34,14 @@ def message_update(
     return {
         "update_id": update_id,
         "message": {
-            "message_id": update_id, "date": int(time.time()), "chat": chat, "text": text,
-            "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "Sam"}, **extra,
+            "message_id": update_id,
+            "date": int(time.time()),
+            "chat": chat,
+            "text": text,
+            "from": {"id": user_id or chat_id, "is_bot": False, "first_name": "Sam"},
+            **extra,
         },
-    }  # fmt: skip
+    }
 
 
 def post(
@@ -55,15 +59,24 @@ def press_telegram_button(servers: BotServers, chat: int, question: Any, title: 
     """The Telegram customer presses one of a message's inline buttons."""
     keyboard = question.params["reply_markup"]["inline_keyboard"]
     data = {b["text"]: b["callback_data"] for row in keyboard for b in row}[title]
-    post(servers, {
-        "update_id": new_id(),
-        "callback_query": {
-            "id": f"cb-{new_id()}", "chat_instance": "x", "data": data,
-            "from": {"id": chat, "is_bot": False, "first_name": "Sam"},
-            "message": {"message_id": 2, "date": 0, "chat": {"id": chat, "type": "private"},
-                        "text": question.params["text"]},
+    post(
+        servers,
+        {
+            "update_id": new_id(),
+            "callback_query": {
+                "id": f"cb-{new_id()}",
+                "chat_instance": "x",
+                "data": data,
+                "from": {"id": chat, "is_bot": False, "first_name": "Sam"},
+                "message": {
+                    "message_id": 2,
+                    "date": 0,
+                    "chat": {"id": chat, "type": "private"},
+                    "text": question.params["text"],
+                },
+            },
         },
-    })  # fmt: skip
+    )
 
 
 def test_the_webhook_is_registered_with_a_secret(bot_servers, fake_telegram) -> None:
@@ -93,13 +106,19 @@ def test_a_customer_chats_and_presses_a_button(bot_servers, fake_telegram) -> No
     press = {
         "update_id": new_id(),
         "callback_query": {
-            "id": f"cb-{chat}", "chat_instance": "x", "data": "/order_status",
+            "id": f"cb-{chat}",
+            "chat_instance": "x",
+            "data": "/order_status",
             "from": {"id": chat, "is_bot": False, "first_name": "Sam"},
-            "message": {"message_id": 1, "date": int(time.time()),
-                        "chat": {"id": chat, "type": "private"}, "from": BOT_USER,
-                        "text": greeting.params["text"]},
+            "message": {
+                "message_id": 1,
+                "date": int(time.time()),
+                "chat": {"id": chat, "type": "private"},
+                "from": BOT_USER,
+                "text": greeting.params["text"],
+            },
         },
-    }  # fmt: skip
+    }
     assert post(bot_servers, press).status_code == 200
     assert (
         fake_telegram.wait_for("answerCallbackQuery", 1)[-1].params["callback_query_id"]
@@ -156,8 +175,11 @@ def test_a_429_is_waited_out_and_the_message_delivered(bot_servers, fake_telegra
     chat = new_id()
     fake_telegram.rate_limit_next_sends = 1
     post(bot_servers, message_update(chat, "are you a bot?"))
-    [refused] = [c for c in fake_telegram.calls if c.method == "sendMessage#429"
-                 and c.params.get("chat_id") == chat]  # fmt: skip
+    [refused] = [
+        c
+        for c in fake_telegram.calls
+        if c.method == "sendMessage#429" and c.params.get("chat_id") == chat
+    ]
     [delivered] = fake_telegram.sent_to(chat, 1)
     assert "bot" in delivered.params["text"]
     assert delivered.at - refused.at >= fake_telegram.retry_after_seconds * 0.9

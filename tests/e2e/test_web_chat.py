@@ -96,8 +96,12 @@ def test_a_customer_chats_in_the_browser(bot_servers: BotServers, browser_page, 
     assert interaction["contact"] == "chloe@example.com"
     # The page greets on first load; a pressed button sends its payload.
     assert inbound(interaction) == [
-        "/greet", "/order_status", "10005", "chloe@example.com", "thank you!",
-    ]  # fmt: skip
+        "/greet",
+        "/order_status",
+        "10005",
+        "chloe@example.com",
+        "thank you!",
+    ]
 
 
 def test_the_inbox_refuses_a_missing_or_oversized_sender(bot_servers: BotServers) -> None:
@@ -128,14 +132,22 @@ def test_an_agent_answers_a_web_chat_customer(
     listed = requests.get(f"{api}/handoffs", headers=auth, timeout=10).json()["handoffs"]
     [handoff] = [h for h in listed if h["sender_id"] == sender]
     assert handoff["channel"] == "web"
-    claim = requests.post(f"{api}/handoffs/{handoff['id']}/claim", headers=auth, timeout=10,
-                          json={"agent_id": "U1", "agent_name": "Dana"})  # fmt: skip
+    claim = requests.post(
+        f"{api}/handoffs/{handoff['id']}/claim",
+        headers=auth,
+        timeout=10,
+        json={"agent_id": "U1", "agent_name": "Dana"},
+    )
     assert claim.status_code == 200
     page.get_by_text("Dana from our support team has joined").wait_for()
 
     answer = "Hi! I'm Dana. Which order is it about?"
-    reply = requests.post(f"{api}/handoffs/{handoff['id']}/reply", headers=auth, timeout=10,
-                          json={"agent_id": "U1", "text": answer})  # fmt: skip
+    reply = requests.post(
+        f"{api}/handoffs/{handoff['id']}/reply",
+        headers=auth,
+        timeout=10,
+        json={"agent_id": "U1", "text": answer},
+    )
     assert reply.status_code == 200 and reply.json()["delivered"] is True
     page.get_by_text(answer).wait_for()
     # Screen readers hear who wrote it; the log stays the aria-live region.
@@ -147,8 +159,12 @@ def test_an_agent_answers_a_web_chat_customer(
     page.get_by_text(answer).wait_for()
     expect(page.get_by_text(answer)).to_have_count(1)
 
-    back = requests.post(f"{api}/handoffs/{handoff['id']}/handback", headers=auth, timeout=10,
-                         json={"agent_id": "U1", "outcome": "resolved"})  # fmt: skip
+    back = requests.post(
+        f"{api}/handoffs/{handoff['id']}/handback",
+        headers=auth,
+        timeout=10,
+        json={"agent_id": "U1", "outcome": "resolved"},
+    )
     assert back.status_code == 200
     page.get_by_text("How would you rate the help you got").wait_for()
     page.screenshot(path=str(tmp_path / "web-chat-agent.png"))

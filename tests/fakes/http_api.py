@@ -64,9 +64,10 @@ class RecordingApi:
     def calls_to(self, method: str, **matching: Any) -> list[Call]:
         with self.lock:
             return [
-                c for c in self.calls
+                c
+                for c in self.calls
                 if c.method == method and all(c.params.get(k) == v for k, v in matching.items())
-            ]  # fmt: skip
+            ]
 
     def wait_for(self, method: str, count: int, timeout: float = 60, **matching: Any) -> list[Call]:
         """Wait until ``count`` matching calls arrived, then a little more to catch extras."""

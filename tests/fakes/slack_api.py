@@ -36,9 +36,14 @@ class FakeSlackApi(RecordingApi):
         self.record(method, {**params, "_ts": ts} if method == "chat.postMessage" else params)
         if method == "auth.test":
             return 200, {
-                "ok": True, "user_id": BOT_USER_ID, "bot_id": BOT_ID, "team_id": TEAM_ID,
-                "user": "rapport", "team": "Rapport", "url": "https://rapport.example/",
-            }  # fmt: skip
+                "ok": True,
+                "user_id": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "team_id": TEAM_ID,
+                "user": "rapport",
+                "team": "Rapport",
+                "url": "https://rapport.example/",
+            }
         if method == "chat.postMessage":
             return 200, {"ok": True, "channel": params.get("channel"), "ts": ts}
         return 200, {"ok": True}

@@ -51,10 +51,11 @@ class FakeTelegramApi(RecordingApi):
             if limited:
                 self.record("sendMessage#429", params)
                 return 429, {
-                    "ok": False, "error_code": 429,
+                    "ok": False,
+                    "error_code": 429,
                     "description": f"Too Many Requests: retry after {self.retry_after_seconds}",
                     "parameters": {"retry_after": self.retry_after_seconds},
-                }  # fmt: skip
+                }
         self.record(method, params)
         return 200, {"ok": True, "result": self._result(method, params)}
 
@@ -66,10 +67,12 @@ class FakeTelegramApi(RecordingApi):
                 self._message_id += 1
                 message_id = self._message_id
             return {
-                "message_id": message_id, "date": int(time.time()),
+                "message_id": message_id,
+                "date": int(time.time()),
                 "chat": {"id": params.get("chat_id"), "type": "private"},
-                "from": BOT_USER, "text": params.get("text", ""),
-            }  # fmt: skip
+                "from": BOT_USER,
+                "text": params.get("text", ""),
+            }
         if method == "getUpdates":
             # A short long-poll: wait a moment for an update rather than spin the client.
             deadline = time.monotonic() + 1.0

@@ -46,9 +46,14 @@ async def names():
 
 async def publish_with_rasa(queue: str, exchange: str, events: list[dict]) -> None:
     broker = PikaEventBroker(
-        AMQP_URL, "guest", "guest", queues=[queue], exchange_name=exchange,
-        connection_attempts=3, retry_delay_in_seconds=1,
-    )  # fmt: skip
+        AMQP_URL,
+        "guest",
+        "guest",
+        queues=[queue],
+        exchange_name=exchange,
+        connection_attempts=3,
+        retry_delay_in_seconds=1,
+    )
     await broker.connect()
     for event in events:
         broker.publish(event)

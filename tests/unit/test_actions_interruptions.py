@@ -28,10 +28,11 @@ def inbound_tracker(intent: str, **inbound: Any) -> Any:
 
 def test_switching_flows_leaves_the_form_and_its_answers(domain, dispatcher) -> None:
     tracker = make_tracker(
-        text="I want to change my email to new@example.org", intent="update_contact",
-        active_loop="return_form", prior_slots={"requested_slot": "return_reason",
-                                                "return_item": "Rain Jacket"},
-    )  # fmt: skip
+        text="I want to change my email to new@example.org",
+        intent="update_contact",
+        active_loop="return_form",
+        prior_slots={"requested_slot": "return_reason", "return_item": "Rain Jacket"},
+    )
     events = ActionSwitchFlow().run(dispatcher, tracker, domain)
     assert {"event": "active_loop", "name": None} in [
         {"event": e["event"], "name": e.get("name")} for e in events if e["event"] == "active_loop"
@@ -45,20 +46,28 @@ def test_switching_flows_leaves_the_form_and_its_answers(domain, dispatcher) -> 
 
 def test_switching_with_another_order_number_forgets_the_email(domain, dispatcher) -> None:
     tracker = make_tracker(
-        text="cancel order 10003", intent="cancel_order", active_loop="order_status_form",
+        text="cancel order 10003",
+        intent="cancel_order",
+        active_loop="order_status_form",
         entities=[{"entity": "order_number", "value": "10003"}],
-    )  # fmt: skip
+    )
     assert slot_events(ActionSwitchFlow().run(dispatcher, tracker, domain))["email"] is None
 
 
 @pytest.mark.parametrize(
     ("intent", "reply"),
-    [("greet", "utter_greet_in_flow"), ("thank", "utter_welcome_in_flow"),
-     ("bot_challenge", "utter_iamabot"), ("out_of_scope", "utter_out_of_scope_in_flow"),
-     ("inbound_unclear", "utter_inbound_unclear"), ("affirm", "utter_need_answer"),
-     ("deny", "utter_need_answer"), ("inform", "utter_need_answer"),
-     ("start_return", "utter_on_it")],
-)  # fmt: skip
+    [
+        ("greet", "utter_greet_in_flow"),
+        ("thank", "utter_welcome_in_flow"),
+        ("bot_challenge", "utter_iamabot"),
+        ("out_of_scope", "utter_out_of_scope_in_flow"),
+        ("inbound_unclear", "utter_inbound_unclear"),
+        ("affirm", "utter_need_answer"),
+        ("deny", "utter_need_answer"),
+        ("inform", "utter_need_answer"),
+        ("start_return", "utter_on_it"),
+    ],
+)
 def test_an_interruption_gets_its_answer_and_the_form_stays(
     domain, dispatcher, intent: str, reply: str
 ) -> None:
@@ -130,9 +139,12 @@ def test_the_core_fallback_always_says_something_once(domain, dispatcher) -> Non
 def test_a_refused_return_ends_the_flow_at_once(actions_crm, domain, dispatcher) -> None:
     # demo-alice is linked; her order 10001 has shipped but is not delivered yet.
     tracker = make_tracker(
-        text="10001", intent="inform", active_loop="return_form",
-        slots={"order_number": "10001"}, prior_slots={"requested_slot": "order_number"},
-    )  # fmt: skip
+        text="10001",
+        intent="inform",
+        active_loop="return_form",
+        slots={"order_number": "10001"},
+        prior_slots={"requested_slot": "order_number"},
+    )
     result = ValidateReturnForm().validate_order_number("10001", dispatcher, tracker, domain)
     assert result["requested_slot"] is None and result["order_number"] is None
     assert "hasn't been delivered yet" in texts(dispatcher)[0]
@@ -144,9 +156,12 @@ def test_a_refused_return_ends_the_flow_at_once(actions_crm, domain, dispatcher)
 
 async def test_the_ended_form_asks_nothing_more(actions_crm, domain, dispatcher) -> None:
     tracker = make_tracker(
-        text="10001", intent="inform", active_loop="return_form",
-        slots={"order_number": "10001"}, prior_slots={"requested_slot": "order_number"},
-    )  # fmt: skip
+        text="10001",
+        intent="inform",
+        active_loop="return_form",
+        slots={"order_number": "10001"},
+        prior_slots={"requested_slot": "order_number"},
+    )
     events = await ValidateReturnForm().run(dispatcher, tracker, domain)
     requested = [e["value"] for e in events if e.get("name") == "requested_slot"]
     assert requested == [None]

@@ -79,9 +79,15 @@ def test_matching_items_needs_one_clear_match() -> None:
     from crm_bridge.gateway import OrderItemView, OrderView
 
     order = OrderView(
-        "10001", 1, "delivered", datetime.now(timezone.utc), None, None, None,
+        "10001",
+        1,
+        "delivered",
+        datetime.now(timezone.utc),
+        None,
+        None,
+        None,
         (OrderItemView("A", "Trail Running Shoes", 1, 1), OrderItemView("B", "Merino Socks", 2, 1)),
-    )  # fmt: skip
+    )
     assert matching_item(order, "merino socks") == "Merino Socks"
     assert matching_item(order, "the running shoes please") == "Trail Running Shoes"
     assert matching_item(order, "") is None
@@ -140,10 +146,15 @@ def test_asking_for_a_person_opens_a_ticket(actions_crm, domain, dispatcher) -> 
         text="I want to talk to a human",
         intent="request_human",
         earlier_events=[
-            {"event": "user", "timestamp": 1_700_000_001.0, "text": "my parcel is lost",
-             "parse_data": {"intent": {"name": "delivery_problem"}}, "input_channel": "rest"},
+            {
+                "event": "user",
+                "timestamp": 1_700_000_001.0,
+                "text": "my parcel is lost",
+                "parse_data": {"intent": {"name": "delivery_problem"}},
+                "input_channel": "rest",
+            },
         ],
-    )  # fmt: skip
+    )
     events = ActionHandoffToHuman().run(dispatcher, tracker, domain)
     [ticket] = rows(actions_crm, models.Ticket)
     assert ticket.category == "human_request" and ticket.contact_id is not None
@@ -167,9 +178,11 @@ def test_asking_for_a_person_opens_a_ticket(actions_crm, domain, dispatcher) -> 
 
 def test_fallback_asks_to_rephrase_then_hands_off(actions_crm, domain, dispatcher) -> None:
     miss = {
-        "event": "user", "timestamp": 1_700_000_001.0, "text": "blorp",
+        "event": "user",
+        "timestamp": 1_700_000_001.0,
+        "text": "blorp",
         "parse_data": {"intent": {"name": "nlu_fallback", "confidence": 0.3}},
-    }  # fmt: skip
+    }
     first = make_tracker(text="wibble", intent="nlu_fallback")
     assert ActionHandleFallback().run(dispatcher, first, domain) == [UserUtteranceReverted()]
     assert texts(dispatcher) == ["utter_ask_rephrase"]
@@ -185,8 +198,11 @@ def test_fallback_asks_to_rephrase_then_hands_off(actions_crm, domain, dispatche
     assert handoff is not None and handoff.reason == "repeated_fallback"
     # A third miss in a row does not queue (or ticket) the conversation twice.
     third_miss = type(dispatcher)()
-    ActionHandleFallback().run(third_miss, make_tracker(
-        text="wibble", intent="nlu_fallback", earlier_events=[miss, miss]), domain)  # fmt: skip
+    ActionHandleFallback().run(
+        third_miss,
+        make_tracker(text="wibble", intent="nlu_fallback", earlier_events=[miss, miss]),
+        domain,
+    )
     assert "already with our team" in texts(third_miss)[0]
     assert len(rows(actions_crm, models.Ticket)) == 1
 
@@ -195,10 +211,14 @@ def test_fallback_asks_to_rephrase_then_hands_off(actions_crm, domain, dispatche
         intent="nlu_fallback",
         earlier_events=[
             miss,
-            {"event": "user", "timestamp": 1_700_000_002.0, "text": "hi",
-             "parse_data": {"intent": {"name": "greet"}}},
+            {
+                "event": "user",
+                "timestamp": 1_700_000_002.0,
+                "text": "hi",
+                "parse_data": {"intent": {"name": "greet"}},
+            },
         ],
-    )  # fmt: skip
+    )
     third = type(dispatcher)()
     ActionHandleFallback().run(third, understood_between, domain)
     assert texts(third) == ["utter_ask_rephrase"]
@@ -223,8 +243,12 @@ def test_a_rating_is_stored_on_the_handed_back_conversation(
     typed = make_tracker(sender="tg-5", text="I'd give it a 3 out of 5", intent="csat")
     ActionStoreCsat().run(dispatcher, typed, domain)
     assert desk.get(handoff.id).csat == 3
-    pressed = make_tracker(sender="tg-5", text='/csat{"csat_score":"5"}', intent="csat",
-                           entities=[{"entity": "csat_score", "value": "5"}])  # fmt: skip
+    pressed = make_tracker(
+        sender="tg-5",
+        text='/csat{"csat_score":"5"}',
+        intent="csat",
+        entities=[{"entity": "csat_score", "value": "5"}],
+    )
     ActionStoreCsat().run(dispatcher, pressed, domain)
     assert desk.get(handoff.id).csat == 5
     unclear = type(dispatcher)()

@@ -149,16 +149,31 @@ def test_no_switch_while_an_agent_owns_the_conversation(
 
 @pytest.mark.parametrize(
     "intent",
-    ["greet", "thank", "bot_challenge", "goodbye", "out_of_scope", "affirm", "deny", "inform",
-     "csat", "order_status", "cancel_order", *INBOUND_INTENTS],
-)  # fmt: skip
+    [
+        "greet",
+        "thank",
+        "bot_challenge",
+        "goodbye",
+        "out_of_scope",
+        "affirm",
+        "deny",
+        "inform",
+        "csat",
+        "order_status",
+        "cancel_order",
+        *INBOUND_INTENTS,
+    ],
+)
 def test_a_rejected_form_answers_the_interruption_then_asks_again(
     guard: Any, rasa_domain: Domain, intent: str
 ) -> None:
     tracker = in_form(
-        "order_status_form", "email", user(intent, 0.5),
-        ActionExecuted("action_extract_slots"), ActionExecutionRejected("order_status_form"),
-    )  # fmt: skip
+        "order_status_form",
+        "email",
+        user(intent, 0.5),
+        ActionExecuted("action_extract_slots"),
+        ActionExecutionRejected("order_status_form"),
+    )
     assert predicted(guard, tracker, rasa_domain) == "action_answer_interruption"
     tracker.update(ActionExecuted("action_answer_interruption"))
     assert predicted(guard, tracker, rasa_domain) == "order_status_form"
@@ -171,9 +186,11 @@ def test_intents_with_in_form_rules_are_left_to_the_rules(
     guard: Any, rasa_domain: Domain, intent: str
 ) -> None:
     tracker = in_form(
-        "return_form", "order_number", user(intent, 0.9),
+        "return_form",
+        "order_number",
+        user(intent, 0.9),
         ActionExecutionRejected("return_form"),
-    )  # fmt: skip
+    )
     assert predicted(guard, tracker, rasa_domain) is None
 
 

@@ -19,13 +19,19 @@ from tests.unit.conftest import make_tracker, texts
 
 AGENTS = "CAGENTS01"
 HISTORY = [
-    {"event": "user", "timestamp": 1_700_000_001.0, "text": "where is my order 10001?",
-     "input_channel": "telegram",
-     "parse_data": {"intent": {"name": "order_status"},
-                    "entities": [{"entity": "order_number", "value": "10001"}]}},
+    {
+        "event": "user",
+        "timestamp": 1_700_000_001.0,
+        "text": "where is my order 10001?",
+        "input_channel": "telegram",
+        "parse_data": {
+            "intent": {"name": "order_status"},
+            "entities": [{"entity": "order_number", "value": "10001"}],
+        },
+    },
     {"event": "bot", "timestamp": 1_700_000_002.0, "text": "Order 10001 is on its way."},
     {"event": "bot", "timestamp": 1_700_000_003.0, "text": "Your return R-000001 is registered."},
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -49,9 +55,12 @@ def agents_channel(
 
 def ask_for_a_person(sender: str, dispatcher) -> None:
     tracker = make_tracker(
-        sender=sender, text="I want a human", intent="request_human", earlier_events=HISTORY,
+        sender=sender,
+        text="I want a human",
+        intent="request_human",
+        earlier_events=HISTORY,
         channel="telegram",
-    )  # fmt: skip
+    )
     assert ActionHandoffToHuman().run(dispatcher, tracker, {}) == []
 
 
@@ -72,7 +81,7 @@ def test_the_agents_channel_gets_a_summary_and_the_thread_relays(
         "the customer asked for a person",
         "T-",
     ):
-        assert expected in shown, expected  # fmt: skip
+        assert expected in shown, expected
     handoff = HandoffDesk(actions_crm).ownership("tg-42").handoff
     assert handoff is not None and handoff.console_channel == AGENTS
     [claim] = post.params["blocks"][-1]["elements"]
@@ -174,8 +183,11 @@ def test_the_customer_hears_roughly_how_long_the_wait_is(actions_crm: str, dispa
     assert earlier is not None and desk.typical_wait() is None
     desk.claim(earlier.id, "U1", "Dana")
     with session_factory(actions_crm)() as session, session.begin():
-        session.execute(update(models.Handoff).where(models.Handoff.id == earlier.id).values(
-            requested_at=datetime.now(timezone.utc) - timedelta(minutes=6)))  # fmt: skip
+        session.execute(
+            update(models.Handoff)
+            .where(models.Handoff.id == earlier.id)
+            .values(requested_at=datetime.now(timezone.utc) - timedelta(minutes=6))
+        )
     assert round(desk.typical_wait().total_seconds() / 60) == 6
     later = type(dispatcher)()
     ask_for_a_person("tg-49", later)

@@ -18,10 +18,13 @@ from crm_bridge.sql_gateway import SqlCrmGateway
 
 def user(sender: str, ts: float, text: str, intent: str, confidence: float = 0.9) -> dict:
     return {
-        "sender_id": sender, "event": "user", "timestamp": ts, "text": text,
+        "sender_id": sender,
+        "event": "user",
+        "timestamp": ts,
+        "text": text,
         "input_channel": "rest",
         "parse_data": {"intent": {"name": intent, "confidence": confidence}, "entities": []},
-    }  # fmt: skip
+    }
 
 
 def bot(sender: str, ts: float, text: str, **extra: Any) -> dict:
@@ -30,11 +33,15 @@ def bot(sender: str, ts: float, text: str, **extra: Any) -> dict:
 
 def session_start(sender: str, ts: float) -> list[dict]:
     return [
-        {"sender_id": sender, "event": "action", "timestamp": ts - 0.001,
-         "name": "action_session_start"},
+        {
+            "sender_id": sender,
+            "event": "action",
+            "timestamp": ts - 0.001,
+            "name": "action_session_start",
+        },
         {"sender_id": sender, "event": "session_started", "timestamp": ts},
         {"sender_id": sender, "event": "action", "timestamp": ts + 0.001, "name": "action_listen"},
-    ]  # fmt: skip
+    ]
 
 
 def interactions(url: str) -> list[models.Interaction]:
@@ -50,11 +57,15 @@ def conversation(sender: str, t0: float) -> list[dict]:
     return [
         *session_start(sender, t0),
         user(sender, t0 + 1, "hi", "greet"),
-        bot(sender, t0 + 1.1, "Hello! How can I help?",
-            data={"buttons": [{"title": "Order status", "payload": "/order_status"}]}),
+        bot(
+            sender,
+            t0 + 1.1,
+            "Hello! How can I help?",
+            data={"buttons": [{"title": "Order status", "payload": "/order_status"}]},
+        ),
         user(sender, t0 + 2, "thanks 🙏", "thank"),
         bot(sender, t0 + 2.1, "You're welcome!"),
-    ]  # fmt: skip
+    ]
 
 
 def test_one_interaction_with_the_whole_transcript(crm_url: str) -> None:
@@ -111,12 +122,22 @@ def test_outcomes_reported_by_actions_and_tickets(crm_url: str) -> None:
     events = [
         *session_start("web-9", t0),
         user("web-9", t0 + 1, "I want a human", "request_human"),
-        {"sender_id": "web-9", "event": "slot", "timestamp": t0 + 1.2,
-         "name": "interaction_outcome", "value": "handed_off"},
-        {"sender_id": "web-9", "event": "slot", "timestamp": t0 + 1.3,
-         "name": "interaction_outcome", "value": "resolved_by_bot"},
+        {
+            "sender_id": "web-9",
+            "event": "slot",
+            "timestamp": t0 + 1.2,
+            "name": "interaction_outcome",
+            "value": "handed_off",
+        },
+        {
+            "sender_id": "web-9",
+            "event": "slot",
+            "timestamp": t0 + 1.3,
+            "name": "interaction_outcome",
+            "value": "resolved_by_bot",
+        },
         bot("web-9", t0 + 1.4, "An agent will follow up."),
-    ]  # fmt: skip
+    ]
     # The action writes its ticket before the broker delivers the events.
     SqlCrmGateway.from_url(crm_url).open_ticket(ref, TicketCategory.HUMAN_REQUEST, "Human", "")
     log.record_events(events)

@@ -27,13 +27,22 @@ from bot.components.sentence_featurizer import TUNED_FILE, SentenceEncoderFeatur
 from bot.components.typicality import fit_typicality
 
 EXAMPLES = {
-    "track_order": ["where is my order", "has my parcel shipped yet", "track my package",
-                    "when will my order arrive", "is my delivery on its way"],
-    "card_declined": ["my card was declined", "why did my payment fail",
-                      "the shop refused my card", "card payment not accepted",
-                      "transaction got rejected"],
+    "track_order": [
+        "where is my order",
+        "has my parcel shipped yet",
+        "track my package",
+        "when will my order arrive",
+        "is my delivery on its way",
+    ],
+    "card_declined": [
+        "my card was declined",
+        "why did my payment fail",
+        "the shop refused my card",
+        "card payment not accepted",
+        "transaction got rejected",
+    ],
     "greet": ["hello", "hi there", "good morning", "hey", "hello, anyone there?"],
-}  # fmt: skip
+}
 
 
 def context(name: str) -> ExecutionContext:
@@ -49,14 +58,22 @@ def pipeline(storage: LocalModelStorage, layers: list[int]) -> list[Any]:
         CountVectorsFeaturizer.get_default_config(), storage, Resource("cv"), context("cv")
     )
     chars = CountVectorsFeaturizer.create(
-        {**CountVectorsFeaturizer.get_default_config(), "analyzer": "char_wb",
-         "min_ngram": 1, "max_ngram": 4},
-        storage, Resource("cvc"), context("cvc"),
-    )  # fmt: skip
+        {
+            **CountVectorsFeaturizer.get_default_config(),
+            "analyzer": "char_wb",
+            "min_ngram": 1,
+            "max_ngram": 4,
+        },
+        storage,
+        Resource("cvc"),
+        context("cvc"),
+    )
     encoder = SentenceEncoderFeaturizer.create(
         {**SentenceEncoderFeaturizer.get_default_config(), "layers": layers},
-        storage, Resource("enc"), context("enc"),
-    )  # fmt: skip
+        storage,
+        Resource("enc"),
+        context("enc"),
+    )
     return [tokenizer, words, chars, encoder]
 
 
@@ -126,8 +143,10 @@ def test_featurizer_rejects_layers_the_encoder_does_not_have(tmp_path: Path) -> 
     with pytest.raises(InvalidConfigException):
         SentenceEncoderFeaturizer.create(
             {**SentenceEncoderFeaturizer.get_default_config(), "layers": [7]},
-            LocalModelStorage(tmp_path), Resource("enc"), context("enc"),
-        )  # fmt: skip
+            LocalModelStorage(tmp_path),
+            Resource("enc"),
+            context("enc"),
+        )
 
 
 def train_classifier(tmp_path: Path, data: TrainingData) -> tuple[list[Any], Any]:
@@ -148,9 +167,11 @@ def test_classifier_trains_persists_loads_and_ranks(tmp_path: Path) -> None:
     loaded = EncoderIntentClassifier.load(
         EncoderIntentClassifier.get_default_config(), storage, resource, context("clf")
     )
-    for text, expected in [("has my package been sent", "track_order"),
-                           ("the payment with my card failed", "card_declined"),
-                           ("hi!", "greet")]:  # fmt: skip
+    for text, expected in [
+        ("has my package been sent", "track_order"),
+        ("the payment with my card failed", "card_declined"),
+        ("hi!", "greet"),
+    ]:
         message = parse(components, text)
         loaded.process([message])
         ranking = message.get("intent_ranking")
@@ -261,17 +282,26 @@ def test_without_fine_tuning_nothing_is_stored_and_the_shipped_encoder_runs(
 
 @pytest.mark.parametrize(
     "override",
-    [{"fine_tune_epochs": -1}, {"fine_tune_epochs": 1.5}, {"fine_tune_batch_size": 0},
-     {"fine_tune_learning_rate": 0}, {"fine_tune_learning_rate": "fast"},
-     {"quantize": "yes"}, {"quantize": None}, {"fine_tune_frozen_layers": 6},
-     {"fine_tune_frozen_layers": -1}],
-)  # fmt: skip
+    [
+        {"fine_tune_epochs": -1},
+        {"fine_tune_epochs": 1.5},
+        {"fine_tune_batch_size": 0},
+        {"fine_tune_learning_rate": 0},
+        {"fine_tune_learning_rate": "fast"},
+        {"quantize": "yes"},
+        {"quantize": None},
+        {"fine_tune_frozen_layers": 6},
+        {"fine_tune_frozen_layers": -1},
+    ],
+)
 def test_featurizer_rejects_bad_fine_tuning_settings(tmp_path: Path, override: dict) -> None:
     with pytest.raises(InvalidConfigException):
         SentenceEncoderFeaturizer.create(
             {**SentenceEncoderFeaturizer.get_default_config(), **override},
-            LocalModelStorage(tmp_path), Resource("enc"), context("enc"),
-        )  # fmt: skip
+            LocalModelStorage(tmp_path),
+            Resource("enc"),
+            context("enc"),
+        )
 
 
 @pytest.fixture
@@ -294,8 +324,13 @@ def test_fine_tuning_without_pytorch_says_what_to_install(tmp_path: Path) -> Non
 
 
 def test_quantized_encoder_keeps_the_float32_encoders_geometry() -> None:
-    texts = ["I forgot my password", "How do I reset my password", "what is the weather",
-             "my card was declined at the shop", "hi"]  # fmt: skip
+    texts = [
+        "I forgot my password",
+        "How do I reset my password",
+        "what is the weather",
+        "my card was declined at the shop",
+        "hi",
+    ]
     exact = minilm.shared_encoder().encode(texts)
     quantized = minilm.shared_encoder(quantized=True)
     assert quantized.quantized and not minilm.shared_encoder().quantized
@@ -325,8 +360,10 @@ def test_quantize_without_pytorch_falls_back_to_float32_with_a_warning(
 ) -> None:
     featurizer = SentenceEncoderFeaturizer.create(
         SentenceEncoderFeaturizer.get_default_config(),
-        LocalModelStorage(tmp_path), Resource("enc"), context("enc"),
-    )  # fmt: skip
+        LocalModelStorage(tmp_path),
+        Resource("enc"),
+        context("enc"),
+    )
     with caplog.at_level("WARNING"):
         assert featurizer.encoder is minilm.shared_encoder(quantized=False)
         assert featurizer.encoder is minilm.shared_encoder(quantized=False)
@@ -356,14 +393,16 @@ def test_typicality_reference_is_what_unseen_examples_get() -> None:
     generator = np.random.default_rng(1)
     classes = ["a", "b", "c"]
     labels = [name for name in classes for _ in range(15)]
-    rows = np.vstack([generator.normal(size=30) * 3 + generator.normal(size=(15, 30))
-                      for _ in classes])  # fmt: skip
+    rows = np.vstack(
+        [generator.normal(size=30) * 3 + generator.normal(size=(15, 30)) for _ in classes]
+    )
     fitted = fit_typicality(rows, labels, classes, quantile=0.5)
     unseen = []
     for held_out in range(len(rows)):
         keep = np.arange(len(rows)) != held_out
-        without = fit_typicality(rows[keep], [labels[i] for i in np.flatnonzero(keep)],
-                                 classes, quantile=0.5)  # fmt: skip
+        without = fit_typicality(
+            rows[keep], [labels[i] for i in np.flatnonzero(keep)], classes, quantile=0.5
+        )
         unseen.append(without.distances(rows[held_out : held_out + 1])[0])
     honest = float(np.median(unseen))
     assert fitted.reference == pytest.approx(honest, rel=0.1)
@@ -400,15 +439,21 @@ def test_classifier_doubts_a_message_unlike_any_intent(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "override",
-    [{"distance_penalty": -1}, {"distance_penalty": "high"}, {"distance_quantile": 0},
-     {"distance_quantile": 99}],
-)  # fmt: skip
+    [
+        {"distance_penalty": -1},
+        {"distance_penalty": "high"},
+        {"distance_quantile": 0},
+        {"distance_quantile": 99},
+    ],
+)
 def test_classifier_rejects_bad_typicality_settings(tmp_path: Path, override: dict) -> None:
     with pytest.raises(InvalidConfigException):
         EncoderIntentClassifier.create(
             {**EncoderIntentClassifier.get_default_config(), **override},
-            LocalModelStorage(tmp_path), Resource("clf"), context("clf"),
-        )  # fmt: skip
+            LocalModelStorage(tmp_path),
+            Resource("clf"),
+            context("clf"),
+        )
 
 
 def test_distance_penalty_without_dense_features_is_off_with_a_warning(

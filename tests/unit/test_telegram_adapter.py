@@ -19,8 +19,13 @@ def update(**fields: object) -> Update:
 
 
 def message(chat: dict, text: str | None = None, **extra: object) -> dict:
-    body = {"message_id": 5, "date": int(time.time()), "chat": chat,
-            "from": {"id": 77, "is_bot": False, "first_name": "Sam"}, **extra}  # fmt: skip
+    body = {
+        "message_id": 5,
+        "date": int(time.time()),
+        "chat": chat,
+        "from": {"id": 77, "is_bot": False, "first_name": "Sam"},
+        **extra,
+    }
     if text is not None:
         body["text"] = text
     return body
@@ -34,8 +39,10 @@ def test_a_shared_contact_reaches_rasa_as_metadata() -> None:
     assert incoming is not None
     assert incoming.text == "+447700900123"
     assert incoming.metadata["telegram"]["shared_contact"] == {
-        "phone": "+447700900123", "user_id": 77, "own": True,
-    }  # fmt: skip
+        "phone": "+447700900123",
+        "user_id": 77,
+        "own": True,
+    }
 
 
 def test_deep_link_payload_is_metadata_and_the_text_a_greeting() -> None:
@@ -54,8 +61,13 @@ def test_group_members_have_their_own_conversations() -> None:
     assert incoming is not None
     assert (incoming.sender_id, incoming.text) == ("-100:77", "hey  help")
     assert chat_id_of(incoming.sender_id) == -100
-    reply = message(group, "and my order?", reply_to_message=message(
-        group, "Hi!", **{"from": {"id": 9, "is_bot": True, "first_name": "B"}}))  # fmt: skip
+    reply = message(
+        group,
+        "and my order?",
+        reply_to_message=message(
+            group, "Hi!", **{"from": {"id": 9, "is_bot": True, "first_name": "B"}}
+        ),
+    )
     assert incoming_message(update(message=reply), bot_username="rapport_bot", bot_id=9) is not None
     assert incoming_message(update(message=message(group, "chatting")), "rapport_bot", 9) is None
 

@@ -71,15 +71,19 @@ async def test_the_web_channel_pushes_in_the_webhook_reply_shape(monkeypatch) ->
     await channel.push("web-a", "How would you rate us?", [{"title": "5", "payload": "/csat"}])
     assert await channel.inbox.take("web-a") == [
         {"text": "I'm checking order 10001 now.", "agent": True},
-        {"text": "How would you rate us?", "agent": True,
-         "buttons": [{"title": "5", "payload": "/csat"}]},
-    ]  # fmt: skip
+        {
+            "text": "How would you rate us?",
+            "agent": True,
+            "buttons": [{"title": "5", "payload": "/csat"}],
+        },
+    ]
 
 
 def _handoff(sender_id: str) -> HandoffView:
     now = datetime.now(timezone.utc)
-    return HandoffView(1, sender_id, "web", 1, "customer_request", "held", now, now, None,
-                       "U1", "Dana", None, None)  # fmt: skip
+    return HandoffView(
+        1, sender_id, "web", 1, "customer_request", "held", now, now, None, "U1", "Dana", None, None
+    )
 
 
 async def test_the_agent_api_delivers_to_the_web_inbox_or_says_it_could_not(monkeypatch) -> None:

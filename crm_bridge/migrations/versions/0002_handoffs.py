@@ -45,9 +45,12 @@ def upgrade() -> None:
             "ix_handoffs_state_requested", ["state", "requested_at"], unique=False
         )
         batch_op.create_index(
-            "uq_handoffs_live_sender", ["sender_id"], unique=True,
-            sqlite_where=LIVE, postgresql_where=LIVE,
-        )  # fmt: skip
+            "uq_handoffs_live_sender",
+            ["sender_id"],
+            unique=True,
+            sqlite_where=LIVE,
+            postgresql_where=LIVE,
+        )
 
 
 def downgrade() -> None:

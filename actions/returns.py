@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -20,10 +20,10 @@ from actions.verification import (
     reset_order_slots,
     verified_order,
 )
-from crm_bridge.errors import InvalidInput, RapportError
+from crm_bridge.errors import InvalidInput, RapportError, ReturnNotAllowed
 from crm_bridge.gateway import OrderView, Outcome
+from crm_bridge.rules import RETURN_WINDOW_DAYS, ReturnBlock, return_block, today
 
-RETURN_WINDOW_DAYS = 30
 RETURN_SLOTS = ("return_item", "return_reason")
 
 
@@ -44,20 +44,25 @@ def matching_item(order: OrderView, text: str) -> str | None:
     return partial[0] if len(partial) == 1 else None
 
 
-def return_refusal(order: OrderView, today: date) -> str | None:
-    """Why this order cannot be returned through the assistant, or None if it can."""
-    if order.status != "delivered" or order.delivered_at is None:
+def refusal_wording(number: str, block: str) -> str:
+    """The customer's explanation of a ``crm_bridge.rules.ReturnBlock``."""
+    if block == ReturnBlock.NOT_DELIVERED:
         return (
-            f"Order {order.number} hasn't been delivered yet, so it can't be returned. "
+            f"Order {number} hasn't been delivered yet, so it can't be returned. "
             "If you no longer want it, I can ask the team to cancel it."
         )
-    if order.delivered_at.date() < today - timedelta(days=RETURN_WINDOW_DAYS):
-        return (
-            f"Order {order.number} was delivered more than {RETURN_WINDOW_DAYS} days ago, "
-            "which is past our return window. If the item is faulty, it's covered by our "
-            "2-year warranty: a person from our team can help."
-        )
-    return None
+    return (
+        f"Order {number} was delivered more than {RETURN_WINDOW_DAYS} days ago, "
+        "which is past our return window. If the item is faulty, it's covered by our "
+        "2-year warranty: a person from our team can help."
+    )
+
+
+def return_refusal(order: OrderView, on: date) -> str | None:
+    """Why this order cannot be returned (the shop's rule, ``crm_bridge.rules``), in the
+    customer's words; None if it can."""
+    block = return_block(order.status, order.delivered_at, on)
+    return None if block is None else refusal_wording(order.number, block)
 
 
 class ValidateReturnForm(VerifiedOrderFormValidation):
@@ -94,7 +99,7 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
             order = get_gateway().get_order_for_contact(contact.id, str(number))
         except RapportError:
             return result  # the next step reports it
-        refusal = return_refusal(order, date.today())
+        refusal = return_refusal(order, today())
         if refusal is None:
             return result
         dispatcher.utter_message(text=refusal)
@@ -109,7 +114,7 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
         except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)
             return {"return_item": None}
-        refusal = return_refusal(order, date.today())
+        refusal = return_refusal(order, today())
         if refusal:
             # Nothing to return here: say why and end the flow.
             dispatcher.utter_message(text=refusal)
@@ -147,7 +152,7 @@ class ActionSubmitReturn(Action):
         if found is None:
             return events
         contact, order = found
-        refusal = return_refusal(order, date.today())
+        refusal = return_refusal(order, today())
         if refusal:
             dispatcher.utter_message(text=refusal)
             return events
@@ -161,6 +166,9 @@ class ActionSubmitReturn(Action):
             )
         except InvalidInput as error:
             dispatcher.utter_message(text=error.message)
+            return events
+        except ReturnNotAllowed as error:
+            dispatcher.utter_message(text=refusal_wording(error.order_number, error.block))
             return events
         except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)

@@ -59,5 +59,14 @@ class HandoffConflict(Conflict):
     """The handoff is not in a state that allows this (already claimed, not yours, closed)."""
 
 
+class ReturnNotAllowed(Conflict):
+    """The order cannot be returned (``block`` says why: a ``crm_bridge.rules.ReturnBlock``)."""
+
+    def __init__(self, order_number: str, block: str) -> None:
+        super().__init__(f"Order {order_number} cannot be returned ({block}).")
+        self.order_number = order_number
+        self.block = block
+
+
 class CrmUnavailable(Unavailable):
     """The CRM backend could not be reached or failed; the operation was not applied."""

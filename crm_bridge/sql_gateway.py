@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge import models
 from crm_bridge.db import session_factory, unit_of_work
-from crm_bridge.errors import ContactNotFound, InvalidInput, OrderNotFound
+from crm_bridge.errors import ContactNotFound, InvalidInput, OrderNotFound, ReturnNotAllowed
 from crm_bridge.gateway import (
     ContactView,
     ConversationRef,
@@ -20,6 +20,7 @@ from crm_bridge.gateway import (
     TicketCategory,
     TicketView,
 )
+from crm_bridge.rules import return_block, today
 from crm_bridge.validation import normalise_email, normalise_order_number, normalise_phone
 
 MAX_SUBJECT_CHARS = 200
@@ -248,6 +249,9 @@ class SqlCrmGateway:
             order = self._order(session, number)
             if order is None or order.contact_id != contact_id:
                 raise OrderNotFound(f"No order {number} for this customer.")
+            block = return_block(order.status, order.delivered_at, today())
+            if block is not None:
+                raise ReturnNotAllowed(number, block.value)
             interaction = get_or_create_interaction(
                 session,
                 conversation.sender_id,

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import time
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
 
 from crm_bridge import models
 from crm_bridge.db import session_factory
-from crm_bridge.errors import ContactNotFound, CrmUnavailable, InvalidInput, OrderNotFound
+from crm_bridge.errors import (
+    ContactNotFound,
+    CrmUnavailable,
+    InvalidInput,
+    OrderNotFound,
+    ReturnNotAllowed,
+)
 from crm_bridge.gateway import ConversationRef, TicketCategory
+from crm_bridge.rules import ReturnBlock, return_block
 from crm_bridge.sql_gateway import SqlCrmGateway
 
 
@@ -167,3 +175,34 @@ def test_seeding_twice_changes_nothing(gateway_url: str) -> None:
     assert [
         count(gateway_url, m) for m in (models.Contact, models.Order, models.OrderItem)
     ] == before
+
+
+def test_the_gateway_enforces_the_return_rules(gateway: SqlCrmGateway, gateway_url: str) -> None:
+    """Every caller gets the shop's rules, not only the assistant's return form."""
+    alice = gateway.find_contact_by_identity("rest", "demo-alice")
+    bob = gateway.find_contact_by_identity("rest", "demo-bob")
+    assert alice is not None and bob is not None
+    cases = ((alice.id, "10001", "not_delivered"), (bob.id, "10004", "past_window"))
+    for contact_id, number, block in cases:
+        with pytest.raises(ReturnNotAllowed) as refused:
+            gateway.create_return(conversation(), contact_id, number, "Anything", "Broken")
+        assert (refused.value.order_number, refused.value.block) == (number, block)
+    assert count(gateway_url, models.ReturnRequest) == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "days_ago", "block"),
+    [
+        ("delivered", 0, None),
+        ("delivered", 30, None),
+        ("delivered", 31, ReturnBlock.PAST_WINDOW),
+        ("shipped", None, ReturnBlock.NOT_DELIVERED),
+        ("delivered", None, ReturnBlock.NOT_DELIVERED),
+    ],
+)
+def test_the_return_window(status: str, days_ago: int | None, block: ReturnBlock | None) -> None:
+    on = date(2026, 12, 3)
+    delivered = None if days_ago is None else datetime(2026, 12, 3, 9, tzinfo=timezone.utc)
+    if delivered is not None and days_ago is not None:
+        delivered -= timedelta(days=days_ago)
+    assert return_block(status, delivered, on) == block

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,22 +21,47 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge import models
+from crm_bridge import settings as crm_settings
 from crm_bridge.db import session_factory, unit_of_work
 from crm_bridge.gateway import Outcome
 from crm_bridge.sql_gateway import find_identity, get_or_create_interaction
 
 logger = logging.getLogger(__name__)
 
-OUTCOME_SLOT = "interaction_outcome"
-# A customer who ends with these has been helped, even if no action reported it.
-CLOSING_INTENTS = frozenset({"thank", "goodbye"})
-# Answers from the FAQ ResponseSelector resolve the question they answer.
-FAQ_RESPONSE_PREFIX = "utter_faq"
 TRANSCRIPT_EVENTS = frozenset({"user", "bot"})
 # A customer message's metadata entry from the channels' inbound step: the text for the
 # transcript (the customer's words, where Rasa got an intent shortcut or a cut text) and
 # the detected language.
 INBOUND_METADATA_KEY = "inbound"
+
+
+def _names(csv: str) -> frozenset[str]:
+    return frozenset(name.strip() for name in csv.split(",") if name.strip())
+
+
+@dataclass(frozen=True)
+class DialogueVocabulary:
+    """The few names of the assistant's dialogue the log reads: the log itself knows no
+    intent, slot or response (they are configuration: ``TRANSCRIPT_*`` settings)."""
+
+    #: The slot in which actions report the outcome (``Outcome`` values).
+    outcome_slot: str = ""
+    #: A customer who ends with these has been helped, even if no action reported it.
+    closing_intents: frozenset[str] = frozenset()
+    #: Bot answers whose response name starts so resolve the question (e.g. FAQ answers).
+    resolving_responses: tuple[str, ...] = ()
+    #: Intents that say nothing about the conversation's subject (not in the summary).
+    unsummarised_intents: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls, settings: crm_settings.CrmSettings) -> DialogueVocabulary:
+        """The vocabulary the CRM settings configure."""
+        return cls(
+            outcome_slot=settings.outcome_slot,
+            closing_intents=_names(settings.closing_intents),
+            resolving_responses=tuple(sorted(_names(settings.resolving_responses))),
+            unsummarised_intents=_names(settings.unsummarised_intents),
+        )
 
 
 class MalformedEvent(ValueError):
@@ -68,10 +94,13 @@ def _validated(event: Any) -> tuple[str, str, float]:
 class InteractionLog:
     """Writes conversation events to the CRM (one transaction per batch)."""
 
-    def __init__(self, url_or_factory: str | sessionmaker) -> None:
+    def __init__(
+        self, url_or_factory: str | sessionmaker, vocabulary: DialogueVocabulary | None = None
+    ) -> None:
         self._factory = (
             session_factory(url_or_factory) if isinstance(url_or_factory, str) else url_or_factory
         )
+        self.vocabulary = vocabulary or DialogueVocabulary.from_settings(crm_settings.load())
 
     def record_events(self, events: Sequence[Mapping[str, Any]] | Iterable[Any]) -> int:
         """Record a batch of events; returns how many transcript lines were added.
@@ -94,7 +123,7 @@ class InteractionLog:
                 if interaction is not None:
                     touched[interaction.id] = interaction
             for interaction in touched.values():
-                refresh_outcome_and_summary(session, interaction)
+                refresh_outcome_and_summary(session, interaction, self.vocabulary)
         return added
 
     def _apply(
@@ -104,7 +133,12 @@ class InteractionLog:
             interaction = get_or_create_interaction(session, sender, ts)
             close_earlier_sessions(session, interaction)
             return interaction, 0
-        if kind == "slot" and event.get("name") == OUTCOME_SLOT:
+        vocabulary = self.vocabulary
+        if (
+            kind == "slot"
+            and vocabulary.outcome_slot
+            and event.get("name") == vocabulary.outcome_slot
+        ):
             running = current_interaction(session, sender, ts)
             if running is not None:
                 report_outcome(running, event.get("value"))
@@ -133,9 +167,9 @@ class InteractionLog:
             interaction.ended_at = when
         if kind == "user":
             note_customer_message(session, interaction, event, sender)
-        elif str((event.get("metadata") or {}).get("utter_action") or "").startswith(
-            FAQ_RESPONSE_PREFIX
-        ):
+        elif vocabulary.resolving_responses and str(
+            (event.get("metadata") or {}).get("utter_action") or ""
+        ).startswith(vocabulary.resolving_responses):
             report_outcome(interaction, Outcome.RESOLVED_BY_BOT.value)
         return interaction, 1
 
@@ -234,7 +268,9 @@ def note_customer_message(
         interaction.intents = [*(interaction.intents or []), intent]
 
 
-def refresh_outcome_and_summary(session: Session, interaction: models.Interaction) -> None:
+def refresh_outcome_and_summary(
+    session: Session, interaction: models.Interaction, vocabulary: DialogueVocabulary
+) -> None:
     """Derive the outcome and the one-line summary from what the session holds.
 
     The most significant of these wins: what actions reported; ``handed_off`` when the
@@ -261,10 +297,10 @@ def refresh_outcome_and_summary(session: Session, interaction: models.Interactio
         .order_by(models.InteractionMessage.event_ts.desc())
         .limit(1)
     ).scalar_one_or_none()
-    if last_intent in CLOSING_INTENTS:
+    if last_intent in vocabulary.closing_intents:
         candidates.append(Outcome.RESOLVED_BY_BOT)
     interaction.outcome = max(candidates, key=lambda outcome: outcome.rank).value
-    interaction.summary = summarise(session, interaction)
+    interaction.summary = summarise(session, interaction, vocabulary.unsummarised_intents)
 
 
 def _count(session: Session, model: Any, interaction: models.Interaction) -> int:
@@ -274,9 +310,13 @@ def _count(session: Session, model: Any, interaction: models.Interaction) -> int
     return result
 
 
-def summarise(session: Session, interaction: models.Interaction) -> str:
-    """E.g. ``order_status, start_return; 1 return; 8 messages``."""
-    parts = [", ".join(i for i in interaction.intents or [] if i != "nlu_fallback") or "no intent"]
+def summarise(
+    session: Session, interaction: models.Interaction, left_out: frozenset[str] = frozenset()
+) -> str:
+    """E.g. ``order_status, start_return; 1 return; 8 messages`` (``left_out`` intents
+    not named)."""
+    intents = [intent for intent in interaction.intents or [] if intent not in left_out]
+    parts = [", ".join(intents) or "no intent"]
     for label, model in (("ticket", models.Ticket), ("return", models.ReturnRequest)):
         n = _count(session, model, interaction)
         if n:

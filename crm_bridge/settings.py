@@ -103,6 +103,18 @@ class CrmSettings:
         "SESSION_TIMEOUT_MINUTES", 60, "inactivity after which an Interaction is closed"
     )
 
+    outcome_slot: str = env_field(
+        "TRANSCRIPT_OUTCOME_SLOT", "interaction_outcome", "the slot actions report outcomes in"
+    )
+    closing_intents: str = env_field(
+        "TRANSCRIPT_CLOSING_INTENTS", "thank,goodbye", "intents that end a conversation helped"
+    )
+    resolving_responses: str = env_field(
+        "TRANSCRIPT_RESOLVING_RESPONSES", "utter_faq", "response name prefixes that resolve"
+    )
+    unsummarised_intents: str = env_field(
+        "TRANSCRIPT_UNSUMMARISED_INTENTS", "nlu_fallback", "intents left out of summaries"
+    )
     phone_region: str = env_field(
         "DEFAULT_PHONE_REGION", "GB", "country of phone numbers given without +code (ISO 3166)"
     )

@@ -167,11 +167,11 @@ def test_asking_for_a_person_opens_a_ticket(actions_crm, domain, dispatcher) -> 
     assert ownership.handoff.reason == "customer_request"
     assert events == []
     # The Interaction's outcome follows from the handoff recorded on it.
-    from crm_bridge.interaction_log import refresh_outcome_and_summary
+    from crm_bridge.interaction_log import DialogueVocabulary, refresh_outcome_and_summary
 
     with session_factory(actions_crm)() as session:
         interaction = session.get(models.Interaction, ticket.interaction_id)
-        refresh_outcome_and_summary(session, interaction)
+        refresh_outcome_and_summary(session, interaction, DialogueVocabulary())
         assert interaction.outcome == "handed_off"
         assert [h.id for h in interaction.handoffs] == [ownership.handoff.id]
 

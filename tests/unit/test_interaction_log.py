@@ -12,7 +12,7 @@ from crm_bridge import models
 from crm_bridge.db import session_factory
 from crm_bridge.errors import CrmUnavailable
 from crm_bridge.gateway import ConversationRef, TicketCategory
-from crm_bridge.interaction_log import InteractionLog
+from crm_bridge.interaction_log import DialogueVocabulary, InteractionLog
 from crm_bridge.sql_gateway import SqlCrmGateway
 
 
@@ -213,3 +213,29 @@ def test_the_transcript_keeps_the_customers_words_and_language(crm_url: str) -> 
         ("aaa […truncated: 5000 characters]", "inbound_too_long", None),
         ("hi", "greet", None),
     ]
+
+
+def test_the_log_knows_no_intent_of_its_own(crm_url: str) -> None:
+    """What counts as closing, resolving or an outcome comes from configuration."""
+    t0 = time.time()
+    events = [*session_start("voc-1", t0), user("voc-1", t0 + 1, "cheers", "thank")]
+    InteractionLog(crm_url, DialogueVocabulary()).record_events(events)
+    [neutral] = interactions(crm_url)
+    assert neutral.outcome == "abandoned"  # "thank" means nothing to a bare log
+
+    t1 = t0 + 10
+    configured = DialogueVocabulary(closing_intents=frozenset({"thank"}))
+    events = [*session_start("voc-2", t1), user("voc-2", t1 + 1, "cheers", "thank")]
+    InteractionLog(crm_url, configured).record_events(events)
+    assert interactions(crm_url)[-1].outcome == "resolved_by_bot"
+
+
+def test_the_vocabulary_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crm_bridge import settings as crm_settings
+
+    monkeypatch.setenv("TRANSCRIPT_CLOSING_INTENTS", " bye , ta ")
+    monkeypatch.setenv("TRANSCRIPT_OUTCOME_SLOT", "result")
+    vocabulary = DialogueVocabulary.from_settings(crm_settings.load())
+    assert vocabulary.closing_intents == frozenset({"bye", "ta"})
+    assert vocabulary.outcome_slot == "result"
+    assert vocabulary.unsummarised_intents == frozenset({"nlu_fallback"})

@@ -52,82 +52,101 @@ def parse_handback(text: str) -> tuple[int | None, HandbackOutcome]:
     return (int(number.group(1)) if number else None), outcome
 
 
-def register_agent_console(
-    app: AsyncApp, service: HandoffService, dedupe: Deduplicator
-) -> Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]:
-    """Add the agents' listeners to ``app``; returns the handler for thread messages."""
+class AgentSlackListeners:
+    """The agents' listeners on the Slack app, one method each; the work is the
+    service's, these only read Slack's payloads and answer the agent."""
 
-    async def quietly(call: Callable[..., Any], *args: Any) -> None:
-        # The conversation's state is already decided; a Slack hiccup only costs a note.
+    def __init__(self, service: HandoffService, dedupe: Deduplicator) -> None:
+        self.service = service
+        self.dedupe = dedupe
+        # One lock per handoff thread: an agent's messages reach the customer in the order
+        # they were written, though each is handled in its own task (asyncio locks are FIFO).
+        self._threads: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def register(self, app: AsyncApp) -> None:
+        """Add the buttons' and commands' listeners to ``app`` (thread messages come
+        through the customer channel's message listener: ``thread_message``)."""
+        app.action(CLAIM_ACTION)(self.claim)
+        app.action(HANDBACK_ACTION)(self.hand_back)
+        app.command("/handback")(self.handback_command)
+        app.command("/takeover")(self.takeover_command)
+
+    async def quietly(self, call: Callable[..., Any], *args: Any) -> None:
+        """Run a Slack call in a thread; a failure is only logged (the conversation's
+        state is already decided, a Slack hiccup only costs a note)."""
         try:
             await asyncio.to_thread(call, *args)
         except AgentConsoleError as error:
             logger.warning("Agents' channel not updated: %s", error)
 
-    async def tell(user: str, text: str, thread: str | None = None) -> None:
-        console = service.console
+    async def tell(self, user: str, text: str, thread: str | None = None) -> None:
+        """A message only this agent sees."""
+        console = self.service.console
         if console is not None and user:
-            await quietly(console.tell_agent, user, text, thread)
+            await self.quietly(console.tell_agent, user, text, thread)
 
-    async def restamp(body: dict[str, Any], note: str) -> None:
+    async def restamp(self, body: dict[str, Any], note: str) -> None:
         """Replace the clicked message's buttons by a status line."""
-        message, console = body.get("message") or {}, service.console
+        message, console = body.get("message") or {}, self.service.console
         if console is not None and message.get("ts") and message.get("blocks"):
             blocks = without_buttons(message["blocks"], note)
-            await quietly(console.update, message["ts"], message.get("text") or note, blocks)
+            await self.quietly(console.update, message["ts"], message.get("text") or note, blocks)
 
-    async def who_has(value: str) -> str:
+    async def who_has(self, value: str) -> str:
+        """Who was first, for an agent whose claim lost."""
         try:
-            holder = (await service.get(int(value))).agent_name
+            holder = (await self.service.get(int(value))).agent_name
         except (RapportError, ValueError):
             holder = None
         if holder:
             return f"{holder} claimed this conversation first."
         return "This conversation is not waiting for an agent any more."
 
-    @app.action(CLAIM_ACTION)
-    async def claim(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def claim(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """The Claim button of a handoff's summary."""
         await ack()
         agent_id, name = agent_of(body)
         try:
             handoff_id = int(action.get("value") or 0)
-            handoff = await service.claim(handoff_id, agent_id, name)
+            handoff = await self.service.claim(handoff_id, agent_id, name)
         except (HandoffConflict, HandoffNotFound, InvalidInput, ValueError):
-            await tell(agent_id, await who_has(str(action.get("value"))))
+            await self.tell(agent_id, await self.who_has(str(action.get("value"))))
             return
         except RapportError as error:
             logger.warning("Claim failed: %s", type(error).__name__)
-            await tell(agent_id, "The CRM is unavailable; please try again in a moment.")
+            await self.tell(agent_id, "The CRM is unavailable; please try again in a moment.")
             return
-        await restamp(body, f"Claimed by <@{agent_id}> ({handoff.agent_name})")
+        await self.restamp(body, f"Claimed by <@{agent_id}> ({handoff.agent_name})")
 
-    @app.action(HANDBACK_ACTION)
-    async def hand_back(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def hand_back(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """A Hand back button (resolved or needs follow-up) in a handoff's thread."""
         await ack()
         agent_id, _ = agent_of(body)
         outcome = HandbackOutcome(str(action.get("action_id")).removeprefix(HANDBACK_ACTION_PREFIX))
         try:
-            await service.hand_back(int(action.get("value") or 0), agent_id, outcome)
+            await self.service.hand_back(int(action.get("value") or 0), agent_id, outcome)
         except (HandoffConflict, HandoffNotFound, ValueError) as error:
-            await tell(agent_id, str(error) or "That conversation cannot be handed back.")
+            await self.tell(agent_id, str(error) or "That conversation cannot be handed back.")
             return
         except RapportError:
-            await tell(agent_id, "The CRM is unavailable; please try again in a moment.")
+            await self.tell(agent_id, "The CRM is unavailable; please try again in a moment.")
             return
-        await restamp(body, f"Handed back by <@{agent_id}> ({outcome.value.replace('_', ' ')})")
+        await self.restamp(
+            body, f"Handed back by <@{agent_id}> ({outcome.value.replace('_', ' ')})"
+        )
 
-    @app.command("/handback")
-    async def handback_command(ack: Any, command: dict[str, Any]) -> None:
+    async def handback_command(self, ack: Any, command: dict[str, Any]) -> None:
+        """``/handback [#id] [resolved | follow-up]``."""
         agent_id = str(command.get("user_id") or "")
         number, outcome = parse_handback(str(command.get("text") or ""))
         try:
             if number is None:
-                held = await service.held_by(agent_id)
+                held = await self.service.held_by(agent_id)
                 if len(held) != 1:
                     await ack(f"You hold {len(held)} conversations: name one. {USAGE}")
                     return
                 number = held[0].id
-            await service.hand_back(number, agent_id, outcome)
+            await self.service.hand_back(number, agent_id, outcome)
         except (HandoffConflict, HandoffNotFound) as error:
             await ack(f"{error} {USAGE}")
             return
@@ -136,8 +155,8 @@ def register_agent_console(
             return
         await ack(f"Handoff #{number} is back with the bot ({outcome.value.replace('_', ' ')}).")
 
-    @app.command("/takeover")
-    async def takeover_command(ack: Any, command: dict[str, Any]) -> None:
+    async def takeover_command(self, ack: Any, command: dict[str, Any]) -> None:
+        """``/takeover <interaction id>``: take a live conversation over."""
         agent_id = str(command.get("user_id") or "")
         number = HANDOFF_NUMBER.search(str(command.get("text") or ""))
         if number is None:
@@ -147,7 +166,7 @@ def register_agent_console(
             return
         name = str(command.get("user_name") or agent_id)
         try:
-            handoff = await service.take_over(int(number.group(1)), agent_id, name)
+            handoff = await self.service.take_over(int(number.group(1)), agent_id, name)
         except (HandoffConflict, HandoffNotFound, InvalidInput) as error:
             await ack(str(getattr(error, "message", "") or error))
             return
@@ -156,26 +175,49 @@ def register_agent_console(
             return
         await ack(f"You have conversation #{handoff.id} now; its thread is in the agents' channel.")
 
-    async def thread_message(event: dict[str, Any], body: dict[str, Any]) -> None:
-        """An agent wrote in a handoff's thread: it goes to the customer."""
+    async def thread_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        """An agent wrote in a handoff's thread: it goes to the customer, in order."""
         thread, user = event.get("thread_ts"), event.get("user")
         if not thread or not user or event.get("bot_id") or event.get("subtype"):
             return
-        if not await dedupe.first_time(str(body.get("event_id") or event.get("ts"))):
+        key = str(thread)
+        lock, waiting = self._threads.get(key, (asyncio.Lock(), 0))
+        self._threads[key] = (lock, waiting + 1)
+        try:
+            async with lock:
+                await self._relay_to_customer(event, body, key, str(user))
+        finally:
+            lock, waiting = self._threads[key]
+            if waiting == 1:
+                del self._threads[key]  # nobody else waits: forget the thread's lock
+            else:
+                self._threads[key] = (lock, waiting - 1)
+
+    async def _relay_to_customer(
+        self, event: dict[str, Any], body: dict[str, Any], thread: str, user: str
+    ) -> None:
+        if not await self.dedupe.first_time(str(body.get("event_id") or event.get("ts"))):
             return
         try:
-            handoff = await service.by_console_thread(str(event.get("channel")), str(thread))
+            handoff = await self.service.by_console_thread(str(event.get("channel")), thread)
             if handoff is None or handoff.state == "closed":
                 return
             text = plain_text(str(event.get("text") or "")).strip()
-            await service.reply(handoff.id, str(user), text)
+            await self.service.reply(handoff.id, user, text)
         except HandoffConflict:
-            await tell(
-                str(user), "Claim this conversation before you write to the customer.", str(thread)
+            await self.tell(
+                user, "Claim this conversation before you write to the customer.", thread
             )
         except InvalidInput:
             return
         except RapportError:
-            await tell(str(user), "The CRM is unavailable: your message was NOT sent.", str(thread))
+            await self.tell(user, "The CRM is unavailable: your message was NOT sent.", thread)
 
-    return thread_message
+
+def register_agent_console(
+    app: AsyncApp, service: HandoffService, dedupe: Deduplicator
+) -> Callable[[dict[str, Any], dict[str, Any]], Awaitable[None]]:
+    """Add the agents' listeners to ``app``; returns the handler for thread messages."""
+    listeners = AgentSlackListeners(service, dedupe)
+    listeners.register(app)
+    return listeners.thread_message

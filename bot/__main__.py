@@ -1,4 +1,4 @@
-"""``python -m bot <command>``: train, serve, rasa-server, shell, validate, settings."""
+"""``python -m bot <command>``: train, serve, rasa-server, shell, validate, settings, handoffs."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         "shell": "bot.shell",
         "validate": "bot.validate",
         "settings": "bot.settings",
+        "handoffs": "bot.handoff_cli",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m bot {{{','.join(commands)}}} [options]", file=sys.stderr)

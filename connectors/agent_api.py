@@ -3,7 +3,7 @@
 List queued and held conversations, claim one (or take over any conversation from its
 Interaction), reply to the customer on their own channel, and hand it back. Every request
 needs ``Authorization: Bearer <AGENT_API_TOKEN>``; without that setting the API is off.
-The work itself is ``connectors.handoff_service``'s, shared with the agents' Slack channel;
+The work itself is ``bot.handoff_service``'s, shared with the agents' Slack channel;
 errors are answered by kind (``connectors.refusals.status_for``): an unknown handoff is a
 404, one somebody else holds a 409.
 """
@@ -26,7 +26,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot import settings as bot_settings
-from connectors.handoff_service import HandoffService
+from bot.handoff_service import HandoffService
 from connectors.refusals import refuse, refuse_error
 from crm_bridge.errors import InvalidInput, RapportError, Unavailable
 from crm_bridge.handoff import HandbackOutcome, HandoffView
@@ -124,20 +124,14 @@ class AgentApiChannel(InputChannel):
     async def start_sweeper(self, app: Any, loop: Any) -> None:
         """Time out unclaimed handoffs every ``sweep_interval`` seconds."""
         self._app = app
-        self._sweeper = asyncio.create_task(self._sweep_forever())
+        self._sweeper = asyncio.create_task(
+            self.service.sweep(self.claim_timeout, self.sweep_interval)
+        )
 
     async def stop_sweeper(self, app: Any, loop: Any) -> None:
         """Stop the sweeper with the server."""
         if self._sweeper is not None:
             self._sweeper.cancel()
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                await self.service.expire_unclaimed(self.claim_timeout)
-            except RapportError as error:
-                logger.warning("Handoff timeout sweep failed (%s)", type(error).__name__)
 
     async def list_handoffs(self, request: Request) -> HTTPResponse:
         """``GET /handoffs``: queued and held conversations."""

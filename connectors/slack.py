@@ -27,8 +27,8 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import settings as bot_settings
+from bot.handoff_service import HandoffService
 from connectors.dedupe import Deduplicator
-from connectors.handoff_service import HandoffService
 from connectors.inbound import OnNewMessage, ScreenedInputChannel
 from connectors.refusals import refuse
 from connectors.slack_agents import register_agent_console

@@ -23,8 +23,8 @@ from bot.agent_console import (
     AgentConsoleError,
     without_buttons,
 )
+from bot.handoff_service import HandoffService
 from connectors.dedupe import Deduplicator
-from connectors.handoff_service import HandoffService
 from connectors.slack_markup import plain_text
 from crm_bridge.errors import HandoffConflict, HandoffNotFound, InvalidInput, RapportError
 from crm_bridge.handoff import HandbackOutcome

@@ -277,9 +277,6 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
         if name in {"show-contact", "show-interaction", "list-interactions"}:
             command.add_argument("--json", action="store_true", help="machine-readable output")
-    from crm_bridge.handoff_cli import add_commands
-
-    add_commands(sub)
     sub.choices["show-contact"].add_argument("contact", help="id, email or channel:external_id")
     sub.choices["show-interaction"].add_argument("id", type=int)
     sub.choices["list-interactions"].add_argument("--sender")

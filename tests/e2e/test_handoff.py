@@ -114,3 +114,50 @@ def test_an_agent_takes_over_a_telegram_customer_through_the_api(
         bot_servers, str(chat), lambda d: bool(d) and len(inbound(d[0])) == 5
     )
     assert ("outbound", "Hi! I'm checking order 10001 now.") in interaction["messages"]
+
+
+def test_a_claim_from_the_terminal_tells_the_customer(bot_servers: BotServers, fake_telegram):
+    """The terminal goes through the same service as Slack and the API: the customer on
+    Telegram hears who joined, and a second claim is refused with the server's reason."""
+    import os
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    from bot.settings import PROJECT_ROOT
+    from tests.e2e.test_telegram import message_update, new_id
+    from tests.e2e.test_telegram import post as telegram_post
+
+    chat = new_id()
+    telegram_post(bot_servers, message_update(chat, "I want to talk to a human"))
+    assert "in the queue" in fake_telegram.sent_to(chat, 1)[-1].params["text"]
+    handoff = HandoffDesk(bot_servers.crm_url).ownership(str(chat)).handoff
+    assert handoff is not None
+
+    env = {**os.environ, **bot_servers.env, "RASA_PORT": str(urlsplit(bot_servers.rasa_url).port)}
+
+    def terminal(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "handoffs", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed = terminal()
+    assert (
+        listed.returncode == 0 and f"#{handoff.id}" in listed.stdout and str(chat) in listed.stdout
+    )
+    claimed = terminal("claim", str(handoff.id), "--agent", "U-TERM", "--name", "Tom")
+    assert claimed.returncode == 0, claimed.stderr
+    assert "Tom from our support team" in fake_telegram.sent_to(chat, 2)[-1].params["text"]
+    again = terminal("claim", str(handoff.id), "--agent", "U-OTHER")
+    assert again.returncode == 2 and "409" in again.stderr
+    missing = terminal("hand-back", "987654", "--agent", "U-TERM")
+    assert missing.returncode == 2 and "404" in missing.stderr
+    back = terminal("hand-back", str(handoff.id), "--agent", "U-TERM")
+    assert back.returncode == 0 and "resolved" in back.stdout
+    assert HandoffDesk(bot_servers.crm_url).get(handoff.id).state == "closed"

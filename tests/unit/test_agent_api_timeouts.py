@@ -7,7 +7,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from connectors.handoff_service import NOBODY_FREE, HandoffService
+from bot.handoff_service import NOBODY_FREE, HandoffService
 from crm_bridge.gateway import ConversationRef
 from crm_bridge.handoff import HandoffDesk, HandoffReason
 

@@ -71,27 +71,6 @@ def test_crm_down_is_reported_without_backend_details(
     assert code == 2 and "unavailable" in err and "pw" not in err
 
 
-def test_an_agent_claims_and_hands_back_from_the_terminal(
-    crm_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from crm_bridge.handoff import HandoffDesk, HandoffReason
-
-    handoff = HandoffDesk(crm_url).request(
-        ConversationRef("tg-9", "telegram", 1_700_000_000.0), HandoffReason.CUSTOMER_REQUEST
-    )
-    code, out, _ = run(capsys, crm_url, "handoffs")
-    assert code == 0 and f"#{handoff.id}" in out and "queued" in out and "tg-9" in out
-    code, out, _ = run(capsys, crm_url, "claim", str(handoff.id), "--agent", "U7", "--name", "Dana")
-    assert code == 0 and "Dana (U7)" in out
-    code, _, err = run(capsys, crm_url, "claim", str(handoff.id), "--agent", "U8")
-    assert code == 2 and "not waiting" in err
-    code, _, err = run(capsys, crm_url, "hand-back", str(handoff.id), "--agent", "U8")
-    assert code == 2 and "Only the agent" in err
-    code, out, _ = run(capsys, crm_url, "hand-back", str(handoff.id), "--agent", "U7")
-    assert code == 0 and "resolved" in out
-    assert "No conversation" in run(capsys, crm_url, "handoffs")[1]
-
-
 def test_an_interaction_shows_its_handoffs_and_rating(
     crm_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

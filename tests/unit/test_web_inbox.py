@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 from bot import settings as bot_settings
-from connectors.handoff_service import push_to_customer
+from bot.handoff_service import push_to_customer
 from connectors.rest import RestChannel
 from connectors.web import WebChatChannel
 from connectors.web_inbox import WebInbox

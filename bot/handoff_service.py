@@ -1,8 +1,11 @@
-"""What an agent does to a conversation, whichever console they use.
+"""What an agent does to a conversation, whichever console they use: the one home of
+the handoff's use cases once a handoff is queued (its state lives in the CRM,
+``crm_bridge.handoff``; the assistant queues it, ``actions.handoff``).
 
-The HTTP agent API (``connectors.agent_api``) and the agents' Slack channel
-(``connectors.slack_agents``) both call this service, so a claim, a reply or a
-hand-back has the same effect everywhere: the CRM's HandoffDesk decides (one claim
+The HTTP agent API (``connectors.agent_api``), the agents' Slack channel
+(``connectors.slack_agents``), the terminal (``python -m bot handoffs``, through the
+agent API) and the timeout sweeper all call this service, so a claim, a reply, a
+hand-back or a timeout has the same effect everywhere: the CRM's HandoffDesk decides (one claim
 wins), the customer hears about it on their own channel, and the handoff's Slack
 thread (when there is one) shows what happened, even when it was done elsewhere.
 The CRM's calls are blocking SQL: they run in a worker thread, never on the event loop.
@@ -194,6 +197,15 @@ class HandoffService:
             handoff, f"{handoff.agent_name} handed the conversation back to the bot ({label})."
         )
         return handoff
+
+    async def sweep(self, timeout: timedelta, interval: float) -> None:
+        """Time out unclaimed handoffs every ``interval`` seconds, forever (a task)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.expire_unclaimed(timeout)
+            except RapportError as error:
+                logger.warning("Handoff timeout sweep failed (%s)", type(error).__name__)
 
     async def expire_unclaimed(self, timeout: timedelta) -> list[HandoffView]:
         """Time out handoffs nobody claimed and tell their customers; the bot answers again."""

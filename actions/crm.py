@@ -13,6 +13,7 @@ from crm_bridge.gateway import CrmGateway
 if TYPE_CHECKING:
     from bot.agent_console import SlackAgentConsole
     from bot.business_hours import BusinessHours
+    from bot.handoff_service import HandoffService
     from crm_bridge.handoff import HandoffDesk
 
 logger = logging.getLogger(__name__)
@@ -52,10 +53,25 @@ def get_business_hours() -> BusinessHours:
     return BusinessHours.parse(settings.business_hours, settings.business_timezone)
 
 
+@functools.lru_cache(maxsize=1)
+def get_handoff_service() -> HandoffService:
+    """The handoff use cases, with the collaborators above (no customer channels here:
+    the action answers within the turn)."""
+    from bot.handoff_service import HandoffService
+
+    return HandoffService(
+        desk=get_handoff_desk(),
+        gateway=get_gateway(),
+        console=get_agent_console(),
+        hours=get_business_hours(),
+    )
+
+
 def reset_gateway() -> None:
     """Forget the gateway and its companions, so the next call reads the environment
     again (tests, reloads)."""
     get_gateway.cache_clear()
+    get_handoff_service.cache_clear()
     get_handoff_desk.cache_clear()
     get_agent_console.cache_clear()
     get_business_hours.cache_clear()

@@ -1,4 +1,6 @@
-"""Handing a conversation to a person: a ticket, a queued handoff, and the agents told.
+"""Handing a conversation to a person, as the conversation sees it: what to tell the
+team (``handoff_ask``) and the customer; the work (ticket, queue, business hours, the
+agents' channel) is ``bot.handoff_service``'s.
 
 A handoff starts when the customer asks for a person, after two misunderstandings in a
 row (``actions.fallback``) or when an action cannot reach a system it needs
@@ -12,39 +14,32 @@ each customer message until the agent hands back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from datetime import datetime, timezone
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import get_agent_console, get_business_hours, get_gateway, get_handoff_desk
+from actions.crm import get_agent_console, get_handoff_desk, get_handoff_service
 from actions.identity import conversation_ref, linked_contact
 from actions.inbound import customer_text
-from bot.agent_console import HandoffSummary
+from bot.handoff_service import HandoffAsk
 from crm_bridge.errors import (
     Conflict,
-    CrmUnavailable,
     InvalidInput,
     NotFound,
     RapportError,
     Unavailable,
 )
-from crm_bridge.gateway import ContactView, TicketCategory
 from crm_bridge.handoff import HandoffReason
 
 logger = logging.getLogger(__name__)
 
 RECENT_MESSAGES = 10
 REFERENCE = re.compile(r"\b[TR]-\d{6}\b")
-SUBJECTS = {
-    HandoffReason.CUSTOMER_REQUEST: "Customer asked to talk to a person",
-    HandoffReason.REPEATED_FALLBACK: "The assistant did not understand the customer",
-    HandoffReason.ACTION_FAILED: "The assistant could not complete a request",
-}
 OPENING_HOURS_HINT = "usually within a few hours during our opening times"
 
 
@@ -64,15 +59,9 @@ def recent_messages(tracker: Tracker, limit: int = RECENT_MESSAGES) -> list[tupl
     return lines[-limit:]
 
 
-def summarise(
-    tracker: Tracker,
-    handoff_id: int,
-    reason: HandoffReason,
-    contact: ContactView | None,
-    ticket: str | None,
-    position: int,
-) -> HandoffSummary:
-    """What the agents' channel shows about this conversation."""
+def handoff_ask(tracker: Tracker, reason: HandoffReason) -> HandoffAsk:
+    """What the conversation tells the team: contact, intents, orders, references and
+    the last messages."""
     intents: list[str] = []
     orders: list[str] = []
     references: list[str] = []
@@ -88,95 +77,54 @@ def summarise(
                     orders.append(value)
         elif event.get("event") == "bot":
             for found in REFERENCE.findall(str(event.get("text") or "")):
-                if found not in references and found != ticket:
+                if found not in references:
                     references.append(found)
     slot_order = tracker.get_slot("order_number")
     if slot_order and str(slot_order) not in orders:
         orders.append(str(slot_order))
-    who = None
-    if contact is not None:
-        who = f"{contact.name} <{contact.email}>" if contact.email else contact.name
-    return HandoffSummary(
-        handoff_id=handoff_id,
-        reason=reason.value,
-        channel=conversation_ref(tracker).channel,
-        contact=who,
-        ticket=ticket,
-        queue_position=position,
+    contact = None
+    with contextlib.suppress(RapportError):  # unknown when the CRM is down: still a person
+        contact = linked_contact(tracker)
+    return HandoffAsk(
+        conversation=conversation_ref(tracker),
+        reason=reason,
+        contact=contact,
+        recent=recent_messages(tracker),
         intents=intents,
         orders=orders,
         references=references,
-        recent=recent_messages(tracker),
     )
-
-
-def announce(summary: HandoffSummary) -> None:
-    """Post the summary in the agents' channel and remember its thread (best effort:
-    the handoff stands and the agent API lists it even when Slack is down)."""
-    console = get_agent_console()
-    if console is None:
-        return
-    try:
-        thread = console.announce(summary)
-        get_handoff_desk().attach_console_thread(summary.handoff_id, console.channel, thread)
-    except RapportError as error:  # AgentConsoleError is one (Unavailable)
-        logger.warning("Could not announce handoff #%s to agents: %s", summary.handoff_id, error)
 
 
 def start_handoff(
     dispatcher: CollectingDispatcher, tracker: Tracker, reason: HandoffReason, intro: str = ""
 ) -> None:
-    """Open a ticket and queue the conversation for a person (or, outside business hours,
-    promise an answer at the next opening). Raises RapportError when the CRM cannot record it."""
-    desk = get_handoff_desk()
-    conversation = conversation_ref(tracker)
-    live = desk.ownership(tracker.sender_id)
-    if live.handoff is not None:
-        position = desk.queue_position(live.handoff.id)
-        where = f"You're number {position} in the queue." if position else "An agent has it."
+    """Ask the handoff service for a person and tell the customer what happened.
+    Raises RapportError when the CRM cannot record it."""
+    ask = handoff_ask(tracker, reason)
+    answer = get_handoff_service().request(ask)
+    if answer.state == "already":
+        where = (
+            f"You're number {answer.position} in the queue."
+            if answer.position
+            else "An agent has it."
+        )
         dispatcher.utter_message(text=f"{intro}Your conversation is already with our team. {where}")
         return
-    contact = ticket = None
-    try:
-        contact = linked_contact(tracker)
-        ticket = get_gateway().open_ticket(
-            conversation,
-            TicketCategory.HUMAN_REQUEST,
-            SUBJECTS.get(reason, "Handoff"),
-            "\n".join(f"{who}: {text}" for who, text in recent_messages(tracker)),
-            contact_id=contact.id if contact else None,
-        )
-    except RapportError:
-        if reason is not HandoffReason.ACTION_FAILED:
-            raise
-        # The CRM records failed; the handoff desk may still work. A person can help.
-    how = "by email" if contact and contact.email else "here in this chat"
-    hours = get_business_hours()
-    now = datetime.now(timezone.utc)
-    if not hours.is_open(now):
-        if ticket is None:
-            # Nothing would be recorded for the team to answer: never promise a reply.
-            raise CrmUnavailable("No ticket could be opened outside business hours.")
-        opening = hours.next_opening(now)
+    how = "by email" if ask.contact and ask.contact.email else "here in this chat"
+    if answer.state == "offline":
+        opening = answer.next_opening
         when = f" from {opening:%A %H:%M} ({opening.tzname()})" if opening else " soon"
-        reference = f" under reference {ticket.reference}" if ticket else ""
         dispatcher.utter_message(
-            text=f"{intro}Our team is offline right now. I've passed your request on"
-            f"{reference}, and a person will get back to you {how}{when}. I'm here meanwhile."
+            text=f"{intro}Our team is offline right now. I've passed your request on under "
+            f"reference {answer.ticket_reference}, and a person will get back to you "
+            f"{how}{when}. I'm here meanwhile."
         )
         return
-    handoff = desk.request(conversation, reason, ticket_id=ticket.id if ticket else None)
-    position = desk.queue_position(handoff.id)
-    announce(
-        summarise(
-            tracker, handoff.id, reason, contact, ticket.reference if ticket else None, position
-        )
-    )
-    reference = f" (reference {ticket.reference})" if ticket else ""
-    queue = f" You're number {position} in the queue." if position else ""
-    wait = desk.typical_wait()
-    if position and wait is not None:
-        minutes = max(1, round(wait.total_seconds() * position / 60))
+    reference = f" (reference {answer.ticket_reference})" if answer.ticket_reference else ""
+    queue = f" You're number {answer.position} in the queue." if answer.position else ""
+    if answer.position and answer.typical_wait is not None:
+        minutes = max(1, round(answer.typical_wait.total_seconds() * answer.position / 60))
         queue += f" The wait is usually about {minutes} minute{'s' if minutes > 1 else ''}."
     dispatcher.utter_message(
         text=f"{intro}I've passed your conversation to our support team{reference}.{queue} "

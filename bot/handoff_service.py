@@ -16,17 +16,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from bot.agent_console import AgentConsoleError, SlackAgentConsole
+from bot import settings as bot_settings
+from bot.agent_console import AgentConsoleError, HandoffSummary, SlackAgentConsole
+from bot.business_hours import BusinessHours
 from bot.csat import CSAT_BUTTONS
 from crm_bridge import settings as crm_settings
-from crm_bridge.errors import RapportError
-from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffView
+from crm_bridge.errors import CrmUnavailable, RapportError
+from crm_bridge.gateway import ContactView, ConversationRef, CrmGateway, TicketCategory
+from crm_bridge.handoff import HandbackOutcome, HandoffDesk, HandoffReason, HandoffView
 
 logger = logging.getLogger(__name__)
 
+SUBJECTS = {
+    HandoffReason.CUSTOMER_REQUEST: "Customer asked to talk to a person",
+    HandoffReason.REPEATED_FALLBACK: "The assistant did not understand the customer",
+    HandoffReason.ACTION_FAILED: "The assistant could not complete a request",
+}
 JOINED = "{name} from our support team has joined the conversation."
 NOBODY_FREE = (
     "Sorry, no one from the team could take your conversation just now. Your request is "
@@ -57,13 +66,49 @@ async def push_to_customer(
     return False
 
 
-class HandoffService:
-    """Claims, replies, hand-backs and timeouts, with their side effects."""
+@dataclass(frozen=True)
+class HandoffAsk:
+    """What the conversation tells about a request for a person (built by the action)."""
 
-    def __init__(self, app_of: Callable[[], Any]) -> None:
+    conversation: ConversationRef
+    reason: HandoffReason
+    contact: ContactView | None = None
+    recent: list[tuple[str, str]] = field(default_factory=list)  # (who, text), oldest first
+    intents: list[str] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HandoffAnswer:
+    """What became of a request: ``already`` with the team, ``offline`` (a ticket for the
+    next opening) or ``queued``; the action words it for the customer."""
+
+    state: str
+    ticket_reference: str | None = None
+    position: int = 0
+    typical_wait: timedelta | None = None
+    next_opening: datetime | None = None
+
+
+class HandoffService:
+    """Requests, claims, replies, hand-backs and timeouts, with their side effects."""
+
+    def __init__(
+        self,
+        app_of: Callable[[], Any] = lambda: None,
+        desk: HandoffDesk | None = None,
+        gateway: CrmGateway | None = None,
+        console: SlackAgentConsole | None | bool = False,
+        hours: BusinessHours | None = None,
+    ) -> None:
+        """``app_of`` gives the Rasa app whose channels reach customers (the action server
+        has none: it answers within the turn); the rest default to the configured ones."""
         self._app_of = app_of
-        self._desk: HandoffDesk | None = None
-        self._console: SlackAgentConsole | None | bool = False
+        self._desk = desk
+        self._gateway = gateway
+        self._console = console
+        self._hours = hours
 
     @property
     def desk(self) -> HandoffDesk:
@@ -72,10 +117,89 @@ class HandoffService:
         return self._desk
 
     @property
+    def gateway(self) -> CrmGateway:
+        if self._gateway is None:
+            from crm_bridge.sql_gateway import SqlCrmGateway
+
+            self._gateway = SqlCrmGateway.from_url(crm_settings.database_url())
+        return self._gateway
+
+    @property
     def console(self) -> SlackAgentConsole | None:
         if self._console is False:
             self._console = SlackAgentConsole.from_environment()
         return self._console if isinstance(self._console, SlackAgentConsole) else None
+
+    @property
+    def hours(self) -> BusinessHours:
+        if self._hours is None:
+            settings = bot_settings.current()
+            self._hours = BusinessHours.parse(settings.business_hours, settings.business_timezone)
+        return self._hours
+
+    def request(self, ask: HandoffAsk) -> HandoffAnswer:
+        """Queue the conversation for a person with a ticket, and tell the agents' channel;
+        outside business hours, a ticket for the next opening instead. Raises RapportError
+        when the CRM cannot record it (blocking: called from the action server)."""
+        live = self.desk.ownership(ask.conversation.sender_id)
+        if live.handoff is not None:
+            return HandoffAnswer("already", position=self.desk.queue_position(live.handoff.id))
+        ticket = None
+        try:
+            ticket = self.gateway.open_ticket(
+                ask.conversation,
+                TicketCategory.HUMAN_REQUEST,
+                SUBJECTS.get(ask.reason, "Handoff"),
+                "\n".join(f"{who}: {text}" for who, text in ask.recent),
+                contact_id=ask.contact.id if ask.contact else None,
+            )
+        except RapportError:
+            if ask.reason is not HandoffReason.ACTION_FAILED:
+                raise
+            # The CRM records failed; the handoff desk may still work. A person can help.
+        reference = ticket.reference if ticket else None
+        now = datetime.now(timezone.utc)
+        if not self.hours.is_open(now):
+            if ticket is None:
+                # Nothing would be recorded for the team to answer: never promise a reply.
+                raise CrmUnavailable("No ticket could be opened outside business hours.")
+            return HandoffAnswer("offline", reference, next_opening=self.hours.next_opening(now))
+        handoff = self.desk.request(
+            ask.conversation, ask.reason, ticket_id=ticket.id if ticket else None
+        )
+        position = self.desk.queue_position(handoff.id)
+        self._announce(ask, handoff.id, reference, position)
+        return HandoffAnswer("queued", reference, position, self.desk.typical_wait())
+
+    def _announce(
+        self, ask: HandoffAsk, handoff_id: int, ticket: str | None, position: int
+    ) -> None:
+        """Post the summary in the agents' channel and remember its thread (best effort:
+        the handoff stands and the agent API lists it even when Slack is down)."""
+        console = self.console
+        if console is None:
+            return
+        contact = ask.contact
+        who = None
+        if contact is not None:
+            who = f"{contact.name} <{contact.email}>" if contact.email else contact.name
+        summary = HandoffSummary(
+            handoff_id=handoff_id,
+            reason=ask.reason.value,
+            channel=ask.conversation.channel,
+            contact=who,
+            ticket=ticket,
+            queue_position=position,
+            intents=ask.intents,
+            orders=ask.orders,
+            references=[r for r in ask.references if r != ticket],
+            recent=ask.recent,
+        )
+        try:
+            thread = console.announce(summary)
+            self.desk.attach_console_thread(handoff_id, console.channel, thread)
+        except RapportError as error:  # AgentConsoleError is one (Unavailable)
+            logger.warning("Could not announce handoff #%s to agents: %s", handoff_id, error)
 
     async def push(
         self, handoff: HandoffView, text: str, buttons: list[dict[str, str]] | None = None

@@ -9,7 +9,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import get_handoff_desk
+from actions.crm import get_handoff_service
 from actions.handoff import tell_crm_failure
 from bot.csat import CSAT_BUTTONS
 from crm_bridge.errors import RapportError
@@ -41,10 +41,7 @@ class ActionStoreCsat(Action):
             dispatcher.utter_message(text="Please pick a score from 1 to 5.", buttons=CSAT_BUTTONS)
             return []
         try:
-            desk = get_handoff_desk()
-            handoff = desk.last_handed_back(tracker.sender_id)
-            if handoff is not None:
-                desk.record_csat(handoff.id, score)
+            get_handoff_service().record_rating(tracker.sender_id, score)
         except RapportError as error:
             tell_crm_failure(dispatcher, error)
             return []

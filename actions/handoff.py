@@ -23,7 +23,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.crm import get_agent_console, get_handoff_desk, get_handoff_service
+from actions.crm import get_handoff_service
 from actions.identity import conversation_ref, linked_contact
 from actions.inbound import customer_text
 from bot.handoff_service import HandoffAsk
@@ -159,19 +159,8 @@ class ActionRelayToAgent(Action):
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
-        console = get_agent_console()
         text = customer_text(tracker.latest_message)
-        if console is None or not text:
-            return []
-        try:
-            handoff = get_handoff_desk().ownership(tracker.sender_id).handoff
-            if handoff is not None and handoff.console_thread:
-                console.relay_customer_message(
-                    handoff.console_thread, text, handoff.console_channel
-                )
-        except RapportError as error:  # AgentConsoleError is one (Unavailable)
-            # The transcript still has it; the agent can read it there.
-            logger.warning("Could not relay a customer message to the agent: %s", error)
+        get_handoff_service().relay_customer_message(tracker.sender_id, text)
         return []
 
 

@@ -171,6 +171,28 @@ class HandoffService:
         self._announce(ask, handoff.id, reference, position)
         return HandoffAnswer("queued", reference, position, self.desk.typical_wait())
 
+    def relay_customer_message(self, sender_id: str, text: str) -> None:
+        """A customer's message while an agent holds the conversation: into the
+        handoff's Slack thread (best effort: the transcript has it for every console)."""
+        console = self.console
+        if console is None or not text:
+            return
+        try:
+            handoff = self.desk.ownership(sender_id).handoff
+            if handoff is not None and handoff.console_thread:
+                console.relay_customer_message(
+                    handoff.console_thread, text, handoff.console_channel
+                )
+        except RapportError as error:  # AgentConsoleError is one (Unavailable)
+            logger.warning("Could not relay a customer message to the agent: %s", error)
+
+    def record_rating(self, sender_id: str, score: int) -> None:
+        """The customer's 1-5 rating of the help they got, on their last handed-back
+        handoff and its Interaction (RapportError when the CRM cannot store it)."""
+        handoff = self.desk.last_handed_back(sender_id)
+        if handoff is not None:
+            self.desk.record_csat(handoff.id, score)
+
     def _announce(
         self, ask: HandoffAsk, handoff_id: int, ticket: str | None, position: int
     ) -> None:

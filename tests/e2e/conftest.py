@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 # BotServers and the start/stop helpers are imported from here by the e2e tests.
 from bench.servers import (
@@ -41,6 +43,28 @@ def fake_telegram() -> Iterator[FakeTelegramApi]:
 SLACK_SIGNING_SECRET = "slack-signing-secret-for-tests"
 AGENT_API_TOKEN = "agent-api-token-for-tests"
 SLACK_AGENT_CHANNEL = "CAGENTS0001"
+
+
+def agent_api(
+    servers: BotServers, method: str, path: str, token: str | None = None, **body: Any
+) -> requests.Response:
+    """One agent API request, as an agent console makes it (``token=""`` sends none)."""
+    token = AGENT_API_TOKEN if token is None else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.request(
+        method,
+        f"{servers.rasa_url}/agents/api{path}",
+        json=body or None,
+        headers=headers,
+        timeout=30,
+    )
+
+
+def listed_handoff(servers: BotServers, sender: str) -> dict[str, Any]:
+    """The live handoff of this conversation, as the agent API lists it."""
+    handoffs = agent_api(servers, "GET", "/handoffs").json()["handoffs"]
+    [handoff] = [h for h in handoffs if h["sender_id"] == sender]
+    return dict(handoff)
 
 
 @pytest.fixture(scope="session")

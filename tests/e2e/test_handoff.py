@@ -42,62 +42,51 @@ def test_the_bot_is_silent_while_an_agent_holds_the_conversation(bot_servers: Bo
 def test_an_agent_takes_over_a_telegram_customer_through_the_api(
     bot_servers: BotServers, fake_telegram
 ) -> None:
-    import requests
-
-    from tests.e2e.conftest import AGENT_API_TOKEN
+    from tests.e2e.conftest import agent_api, listed_handoff
     from tests.e2e.test_telegram import message_update, new_id, press_telegram_button
     from tests.e2e.test_telegram import post as telegram_post
 
-    api = f"{bot_servers.rasa_url}/agents/api"
-    auth = {"Authorization": f"Bearer {AGENT_API_TOKEN}"}
     chat = new_id()
     telegram_post(bot_servers, message_update(chat, "I want to talk to a human"))
     assert "in the queue" in fake_telegram.sent_to(chat, 1)[-1].params["text"]
 
-    assert requests.get(f"{api}/handoffs", timeout=10).status_code == 401
-    bad = {"Authorization": "Bearer nope"}
-    assert requests.get(f"{api}/handoffs", headers=bad, timeout=10).status_code == 401
-    listed = requests.get(f"{api}/handoffs", headers=auth, timeout=10).json()["handoffs"]
-    [handoff] = [h for h in listed if h["sender_id"] == str(chat)]
+    for token in ("", "nope"):
+        assert agent_api(bot_servers, "GET", "/handoffs", token=token).status_code == 401
+    handoff = listed_handoff(bot_servers, str(chat))
     assert handoff["state"] == "queued" and handoff["channel"] == "telegram"
 
-    claim = f"{api}/handoffs/{handoff['id']}/claim"
-    first = requests.post(
-        claim, json={"agent_id": "U1", "agent_name": "Dana"}, headers=auth, timeout=10
-    )
-    second = requests.post(
-        claim, json={"agent_id": "U2", "agent_name": "Eli"}, headers=auth, timeout=10
-    )
+    claim = f"/handoffs/{handoff['id']}/claim"
+    first = agent_api(bot_servers, "POST", claim, agent_id="U1", agent_name="Dana")
+    second = agent_api(bot_servers, "POST", claim, agent_id="U2", agent_name="Eli")
     assert (first.status_code, second.status_code) == (200, 409)
-    unknown = requests.post(
-        f"{api}/handoffs/987654/claim", json={"agent_id": "U1"}, headers=auth, timeout=10
-    )
+    unknown = agent_api(bot_servers, "POST", "/handoffs/987654/claim", agent_id="U1")
     assert unknown.status_code == 404 and unknown.json()["request_id"]
     assert "Dana from our support team" in fake_telegram.sent_to(chat, 2)[-1].params["text"]
 
     before = len(fake_telegram.sent_to(chat))
     for text in ("/restart", "where is my order 10001?"):
         telegram_post(bot_servers, message_update(chat, text))
-    answer = {"agent_id": "U1", "text": "Hi! I'm checking order 10001 now."}
-    reply = requests.post(
-        f"{api}/handoffs/{handoff['id']}/reply", headers=auth, timeout=10, json=answer
+    reply = agent_api(
+        bot_servers,
+        "POST",
+        f"/handoffs/{handoff['id']}/reply",
+        agent_id="U1",
+        text="Hi! I'm checking order 10001 now.",
     )
     assert reply.json()["delivered"] is True
     sent = [c.params["text"] for c in fake_telegram.sent_to(chat, before + 1)]
     assert sent[before:] == ["Hi! I'm checking order 10001 now."]  # the bot said nothing
-    refused = requests.post(
-        f"{api}/handoffs/{handoff['id']}/reply",
-        headers=auth,
-        timeout=10,
-        json={"agent_id": "U2", "text": "me too"},
+    refused = agent_api(
+        bot_servers, "POST", f"/handoffs/{handoff['id']}/reply", agent_id="U2", text="me too"
     )
     assert refused.status_code == 409
 
-    back = requests.post(
-        f"{api}/handoffs/{handoff['id']}/handback",
-        headers=auth,
-        timeout=10,
-        json={"agent_id": "U1", "outcome": "resolved"},
+    back = agent_api(
+        bot_servers,
+        "POST",
+        f"/handoffs/{handoff['id']}/handback",
+        agent_id="U1",
+        outcome="resolved",
     )
     assert back.status_code == 200 and back.json()["handoff"]["outcome"] == "resolved"
     question = fake_telegram.sent_to(chat, before + 2)[-1]

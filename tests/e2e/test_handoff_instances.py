@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     TELEGRAM_SECRET,
     TELEGRAM_TOKEN,
     BotServers,
+    agent_api,
     start_bot_servers,
     stop_processes,
 )
@@ -32,7 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 CLAIM_TIMEOUT_SECONDS = 8
-AUTH = {"Authorization": f"Bearer {AGENT_API_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +71,7 @@ def two_instances(
 
 
 def api(servers: BotServers, path: str, **body: str) -> requests.Response:
-    return requests.post(
-        f"{servers.rasa_url}/agents/api{path}", json=body, headers=AUTH, timeout=30
-    )
+    return agent_api(servers, "POST", path, **body)
 
 
 def test_a_handoff_started_on_one_instance_is_held_on_both(two_instances) -> None:

@@ -12,7 +12,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from crm_bridge.handoff import HandoffDesk
-from tests.e2e.conftest import AGENT_API_TOKEN, BotServers
+from tests.e2e.conftest import BotServers, agent_api, listed_handoff
 from tests.e2e.test_conversations import inbound, interactions_of
 
 pytestmark = pytest.mark.e2e
@@ -117,8 +117,6 @@ def test_an_agent_answers_a_web_chat_customer(
 ) -> None:
     page = browser_page
     origin = bot_servers.rasa_url
-    api = f"{origin}/agents/api"
-    auth = {"Authorization": f"Bearer {AGENT_API_TOKEN}"}
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
 
@@ -129,25 +127,15 @@ def test_an_agent_answers_a_web_chat_customer(
     page.get_by_text("in the queue").wait_for()
     sender = page.evaluate("localStorage.getItem('rapport.chat.sender')")
 
-    listed = requests.get(f"{api}/handoffs", headers=auth, timeout=10).json()["handoffs"]
-    [handoff] = [h for h in listed if h["sender_id"] == sender]
+    handoff = listed_handoff(bot_servers, sender)
     assert handoff["channel"] == "web"
-    claim = requests.post(
-        f"{api}/handoffs/{handoff['id']}/claim",
-        headers=auth,
-        timeout=10,
-        json={"agent_id": "U1", "agent_name": "Dana"},
-    )
+    path = f"/handoffs/{handoff['id']}"
+    claim = agent_api(bot_servers, "POST", f"{path}/claim", agent_id="U1", agent_name="Dana")
     assert claim.status_code == 200
     page.get_by_text("Dana from our support team has joined").wait_for()
 
     answer = "Hi! I'm Dana. Which order is it about?"
-    reply = requests.post(
-        f"{api}/handoffs/{handoff['id']}/reply",
-        headers=auth,
-        timeout=10,
-        json={"agent_id": "U1", "text": answer},
-    )
+    reply = agent_api(bot_servers, "POST", f"{path}/reply", agent_id="U1", text=answer)
     assert reply.status_code == 200 and reply.json()["delivered"] is True
     page.get_by_text(answer).wait_for()
     # Screen readers hear who wrote it; the log stays the aria-live region.
@@ -159,12 +147,7 @@ def test_an_agent_answers_a_web_chat_customer(
     page.get_by_text(answer).wait_for()
     expect(page.get_by_text(answer)).to_have_count(1)
 
-    back = requests.post(
-        f"{api}/handoffs/{handoff['id']}/handback",
-        headers=auth,
-        timeout=10,
-        json={"agent_id": "U1", "outcome": "resolved"},
-    )
+    back = agent_api(bot_servers, "POST", f"{path}/handback", agent_id="U1", outcome="resolved")
     assert back.status_code == 200
     page.get_by_text("How would you rate the help you got").wait_for()
     page.screenshot(path=str(tmp_path / "web-chat-agent.png"))

@@ -10,10 +10,10 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.flows import ANSWER_INTERRUPTION_ACTION, FLOW_FORMS, FLOW_LABELS, ORDER_SLOTS
 from actions.inbound import reply_too_long
 from actions.other_language import reply_other_language
 from actions.switch_flow import leave_form_events
+from bot.flows import ANSWER_INTERRUPTION_ACTION, FLOW_FORMS, FLOW_LABELS, ORDER_SLOTS
 
 # Intent -> reply, for the intents that have a short answer of their own in a form.
 REPLIES: dict[str, dict[str, str]] = {

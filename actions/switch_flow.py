@@ -10,7 +10,7 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.flows import FORM_OWN_SLOTS, SWITCH_FLOW_ACTION
+from bot.flows import FORM_OWN_SLOTS, SWITCH_FLOW_ACTION
 
 
 def leave_form_events(form: str | None) -> list[dict[str, Any]]:

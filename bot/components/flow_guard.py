@@ -16,7 +16,7 @@ A deterministic, stateless policy ranked above RulePolicy (6) and below HandoffP
   listen; so nothing learned (TED, memoization) re-opens a flow that ended;
 * after the core fallback action: the form again when one is active, else listen.
 
-The flow table lives in ``actions.flows`` (shared with the actions).
+The flow table lives in ``bot.flows`` (shared with the actions).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from rasa.shared.core.events import ActionExecutionRejected
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from actions.flows import (
+from bot.components import handoff_policy
+from bot.flows import (
     ANSWER_INTERRUPTION_ACTION,
     FLOW_FORMS,
     FORM_SUBMIT_ACTIONS,
@@ -44,7 +45,6 @@ from actions.flows import (
     SWITCH_FLOW_ACTION,
     switches_flow,
 )
-from bot.components import handoff_policy
 
 logger = logging.getLogger(__name__)
 

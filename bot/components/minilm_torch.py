@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bot.components import minilm
+from bot.components.minilm_checkpoint import HEADS, HIDDEN, LAYERS
 
 if TYPE_CHECKING:
     import torch
@@ -101,7 +101,7 @@ def tensors(tokenizer: Any, texts: Sequence[str]) -> tuple[torch.Tensor, torch.T
     """Word-piece ids and the padding mask for ``texts`` (padded to the longest)."""
     import torch
 
-    # The tokenizer truncates as it does at inference (minilm.tokenizer), so training
+    # The tokenizer truncates as it does at inference (tokenizer), so training
     # sees exactly the word pieces the server will.
     encodings = tokenizer.encode_batch(list(texts))
     width = max(len(e.ids) for e in encodings)
@@ -122,21 +122,21 @@ def _module_classes() -> tuple[type, type]:
     class Layer(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.query = nn.Linear(minilm.HIDDEN, minilm.HIDDEN)
-            self.key = nn.Linear(minilm.HIDDEN, minilm.HIDDEN)
-            self.value = nn.Linear(minilm.HIDDEN, minilm.HIDDEN)
-            self.attention_out = nn.Linear(minilm.HIDDEN, minilm.HIDDEN)
-            self.intermediate = nn.Linear(minilm.HIDDEN, 4 * minilm.HIDDEN)
-            self.output = nn.Linear(4 * minilm.HIDDEN, minilm.HIDDEN)
-            self.attention_norm = nn.LayerNorm(minilm.HIDDEN, eps=1e-12)
-            self.output_norm = nn.LayerNorm(minilm.HIDDEN, eps=1e-12)
+            self.query = nn.Linear(HIDDEN, HIDDEN)
+            self.key = nn.Linear(HIDDEN, HIDDEN)
+            self.value = nn.Linear(HIDDEN, HIDDEN)
+            self.attention_out = nn.Linear(HIDDEN, HIDDEN)
+            self.intermediate = nn.Linear(HIDDEN, 4 * HIDDEN)
+            self.output = nn.Linear(4 * HIDDEN, HIDDEN)
+            self.attention_norm = nn.LayerNorm(HIDDEN, eps=1e-12)
+            self.output_norm = nn.LayerNorm(HIDDEN, eps=1e-12)
             self.dropout = nn.Dropout(DROPOUT)
 
         def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
             batch, width, _ = x.shape
 
             def heads(t: torch.Tensor) -> torch.Tensor:
-                return t.view(batch, width, minilm.HEADS, -1).transpose(1, 2)
+                return t.view(batch, width, HEADS, -1).transpose(1, 2)
 
             attended = F.scaled_dot_product_attention(
                 heads(self.query(x)),
@@ -145,7 +145,7 @@ def _module_classes() -> tuple[type, type]:
                 attn_mask=bias,
                 dropout_p=DROPOUT if self.training else 0.0,
             )
-            attended = attended.transpose(1, 2).reshape(batch, width, minilm.HIDDEN)
+            attended = attended.transpose(1, 2).reshape(batch, width, HIDDEN)
             x = self.attention_norm(x + self.dropout(self.attention_out(attended)))
             inner = F.gelu(self.intermediate(x))
             return self.output_norm(x + self.dropout(self.output(inner)))
@@ -156,10 +156,10 @@ def _module_classes() -> tuple[type, type]:
             positions, _ = weights["embeddings.position_embeddings.weight"].shape
             words = np.asarray(weights[FROZEN], dtype=np.float32).copy()
             self.words = nn.Embedding.from_pretrained(torch.from_numpy(words))
-            self.positions = nn.Embedding(int(positions), minilm.HIDDEN)
-            self.types = nn.Embedding(2, minilm.HIDDEN)
-            self.norm = nn.LayerNorm(minilm.HIDDEN, eps=1e-12)
-            self.layers = nn.ModuleList([Layer() for _ in range(minilm.LAYERS)])
+            self.positions = nn.Embedding(int(positions), HIDDEN)
+            self.types = nn.Embedding(2, HIDDEN)
+            self.norm = nn.LayerNorm(HIDDEN, eps=1e-12)
+            self.layers = nn.ModuleList([Layer() for _ in range(LAYERS)])
             self.dropout = nn.Dropout(DROPOUT)
             own = {
                 k: torch.from_numpy(np.asarray(weights[v], dtype=np.float32).copy())
@@ -168,7 +168,7 @@ def _module_classes() -> tuple[type, type]:
             self.load_state_dict({**own, "words.weight": self.words.weight}, strict=True)
 
         def hidden_states(
-            self, ids: torch.Tensor, mask: torch.Tensor, last: int = minilm.LAYERS
+            self, ids: torch.Tensor, mask: torch.Tensor, last: int = LAYERS
         ) -> list[torch.Tensor]:
             """Token states of layers 0 (embeddings) to ``last``."""
             x = self.words(ids) + self.positions.weight[: ids.shape[1]] + self.types.weight[0]
@@ -203,7 +203,7 @@ def _name_map() -> dict[str, str]:
         "norm.weight": "embeddings.LayerNorm.weight",
         "norm.bias": "embeddings.LayerNorm.bias",
     }
-    for n in range(minilm.LAYERS):
+    for n in range(LAYERS):
         for ours, theirs in LAYER_PARTS.items():
             for part in ("weight", "bias"):
                 names[f"layers.{n}.{ours}.{part}"] = f"encoder.layer.{n}.{theirs}.{part}"

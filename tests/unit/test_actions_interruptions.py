@@ -9,13 +9,13 @@ import pytest
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.core_fallback import ActionCoreFallback
-from actions.flows import FORM_OWN_SLOTS
 from actions.handoff import recent_messages
 from actions.inbound import ActionReplyTooLong, customer_text
 from actions.interruption import ActionAnswerInterruption
 from actions.other_language import REPLIES, ActionReplyOtherLanguage
 from actions.returns import ActionSubmitReturn, ValidateReturnForm
 from actions.switch_flow import ActionSwitchFlow
+from bot.flows import FORM_OWN_SLOTS
 from tests.unit.conftest import make_tracker, slot_events, texts
 
 

@@ -24,7 +24,9 @@ from rasa.shared.core.events import (
 )
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from actions.flows import (
+from bot.components import handoff_policy
+from bot.components.flow_guard import FlowGuardPolicy
+from bot.flows import (
     FLOW_FORMS,
     FORM_INTENTS,
     FORM_SUBMIT_ACTIONS,
@@ -32,8 +34,6 @@ from actions.flows import (
     NARRATIVE_INTENTS,
     NOT_AN_ANSWER_INTENTS,
 )
-from bot.components import handoff_policy
-from bot.components.flow_guard import FlowGuardPolicy
 from tests.unit.conftest import DOMAIN_FILE
 
 CONFIG_FILE = DOMAIN_FILE.parent / "config.yml"
@@ -219,7 +219,7 @@ def test_after_the_core_fallback_the_form_asks_again_or_the_bot_listens(
 
 
 def test_slot_mappings_never_take_another_flows_request_as_an_answer() -> None:
-    """domain.yml's not_intent lists agree with actions/flows.py."""
+    """domain.yml's not_intent lists agree with bot/flows.py."""
     domain = yaml.safe_load(DOMAIN_FILE.read_text())
     checked = 0
     for slot, spec in domain["slots"].items():

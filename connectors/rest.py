@@ -4,7 +4,7 @@ Rasa's own ``RestInput`` lets the caller choose ``input_channel`` (so a REST cli
 pose as a Telegram user whose identity is linked to a CRM contact), shares one
 "default" conversation among requests without a sender, and hands any text, of any
 size, to the NLU. This channel answers a request that cannot be a message (not JSON, no
-sender, ``message`` not a string, a body over 1 MiB) with a 400 (413) and a JSON error
+sender, ``message`` not a string, a body over 4 MiB) with a 400 (413) and a JSON error
 that says what is wrong, before anything reaches a conversation. A message that is a
 string but empty, too long or in another language is the inbound step's
 (``connectors.inbound``): the customer gets an answer.
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # A message far beyond the character limit still gets its polite answer; only a body
 # no message could need is refused unread.
-MAX_BODY_BYTES = 1024 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_SENDER_CHARS = 128
 MAX_METADATA_BYTES = 4096
 

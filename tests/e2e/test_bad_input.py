@@ -34,7 +34,7 @@ def test_a_message_that_is_not_text_is_refused(bot_servers: BotServers) -> None:
 
 
 def test_a_body_no_message_could_need_is_refused_unread(bot_servers: BotServers) -> None:
-    body = b'{"sender": "x", "message": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+    body = b'{"sender": "x", "message": "' + b"a" * (5 * 1024 * 1024) + b'"}'
     assert post_raw(bot_servers, body).status_code == 413
 
 

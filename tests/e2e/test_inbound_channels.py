@@ -82,6 +82,15 @@ def test_a_dutch_message_is_answered_in_dutch_with_a_person_on_offer(bot_servers
     ]
 
 
+def test_a_pasted_megabyte_over_rest_gets_the_polite_answer(bot_servers: BotServers) -> None:
+    sender = rest_sender("mb")
+    replies = bot_servers.say(sender, "help me " * 150_000)  # 1.2 MB
+    assert "too long" in reply_text(replies)
+    [(line, intent, _)] = transcript(bot_servers, sender, 1)
+    # Rasa's UserMessage strips the trailing space: 1,199,999 characters are counted.
+    assert intent == "inbound_too_long" and "had 1199999 characters" in line
+
+
 def test_the_web_chat_shares_the_step(bot_servers: BotServers) -> None:
     sender = rest_sender("web")
     response = requests.post(
@@ -102,7 +111,7 @@ def test_a_megabyte_telegram_message_does_not_stall_anyone(bot_servers, fake_tel
     assert "too long" in answer.params["text"]
     [(line, intent, _)] = transcript(bot_servers, str(chat), 1)
     assert intent == "inbound_too_long"
-    # Telegram's library strips the text's trailing space: 999,999 characters arrive.
+    # Rasa's UserMessage strips the trailing space: 999,999 characters are counted.
     assert "the message had 999999 characters" in line
     # Not a timing goal (bench/ has those): the server answers others straight after.
     other = rest_sender("other")

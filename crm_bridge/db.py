@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -13,8 +13,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crm_bridge.errors import CrmUnavailable, RapportError
-
-T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT_SECONDS = 5
@@ -96,9 +94,3 @@ def _safe_rollback(session: Session) -> None:
     # When the connection is already gone there is nothing left to undo.
     with suppress(SQLAlchemyError):
         session.rollback()
-
-
-def run_in_unit_of_work(factory: sessionmaker, work: Callable[[Session], T]) -> T:
-    """Run ``work(session)`` in a unit of work and return its result."""
-    with unit_of_work(factory) as session:
-        return work(session)

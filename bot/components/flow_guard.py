@@ -25,18 +25,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rasa.core.policies.policy import Policy, PolicyPrediction
-from rasa.engine.graph import ExecutionContext
+from rasa.core.policies.policy import PolicyPrediction
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME, REQUESTED_SLOT
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecutionRejected
-from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.components import handoff_policy
+from bot.components.stateless_policy import StatelessPolicy
 from bot.flows import (
     ANSWER_INTERRUPTION_ACTION,
     FLOW_FORMS,
@@ -58,7 +55,7 @@ AFTER_USER_MESSAGE = frozenset({ACTION_LISTEN_NAME, "action_extract_slots"})
 @DefaultV1Recipe.register(
     DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True
 )
-class FlowGuardPolicy(Policy):
+class FlowGuardPolicy(StatelessPolicy):
     """Switch flows, answer interruptions, finish ended flows (see the module doc)."""
 
     #: Does an agent hold this conversation? (Replaced in tests by a real CRM reader.)
@@ -67,25 +64,6 @@ class FlowGuardPolicy(Policy):
     @staticmethod
     def get_default_config() -> dict[str, Any]:
         return {"priority": PRIORITY, "switch_confidence": DEFAULT_SWITCH_CONFIDENCE}
-
-    def train(
-        self, training_trackers: list[TrackerWithCachedStates], domain: Domain, **kwargs: Any
-    ) -> Resource:
-        # Nothing to learn; the marker file only gives the graph a resource to load.
-        with self._model_storage.write_to(self._resource) as directory:
-            (directory / "flow_guard.txt").write_text("stateless\n")
-        return self._resource
-
-    @classmethod
-    def load(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-        **kwargs: Any,
-    ) -> FlowGuardPolicy:
-        return cls(config, model_storage, resource, execution_context)
 
     def predict_action_probabilities(
         self,

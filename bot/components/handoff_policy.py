@@ -13,15 +13,13 @@ import functools
 import logging
 from typing import Any
 
-from rasa.core.policies.policy import Policy, PolicyPrediction
-from rasa.engine.graph import ExecutionContext
+from rasa.core.policies.policy import PolicyPrediction
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
-from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.core.constants import ACTION_LISTEN_NAME
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.components.stateless_policy import StatelessPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -54,31 +52,12 @@ def agent_owns(sender_id: str) -> bool:
 @DefaultV1Recipe.register(
     DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True
 )
-class HandoffPolicy(Policy):
+class HandoffPolicy(StatelessPolicy):
     """Relay to the agent, then listen, while an agent owns the conversation."""
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
         return {"priority": PRIORITY}
-
-    def train(
-        self, training_trackers: list[TrackerWithCachedStates], domain: Domain, **kwargs: Any
-    ) -> Resource:
-        # Nothing to learn; the marker file only gives the graph a resource to load.
-        with self._model_storage.write_to(self._resource) as directory:
-            (directory / "handoff_policy.txt").write_text("stateless\n")
-        return self._resource
-
-    @classmethod
-    def load(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-        **kwargs: Any,
-    ) -> HandoffPolicy:
-        return cls(config, model_storage, resource, execution_context)
 
     def predict_action_probabilities(
         self,

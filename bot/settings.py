@@ -97,6 +97,30 @@ class Settings:
     handoff_claim_timeout_minutes: float = env_field(
         "HANDOFF_CLAIM_TIMEOUT_MINUTES", 15.0, "how long a handoff waits for an agent"
     )
+    workbench_interface: str = env_field(
+        "WORKBENCH_INTERFACE", "127.0.0.1", "where the trainer workbench listens"
+    )
+    workbench_port: int = env_field("WORKBENCH_PORT", 5010, "the trainer workbench's port")
+    workbench_secret: str = env_field(
+        "WORKBENCH_SECRET", "", "signs workbench sessions (default: a random key in var/)"
+    )
+    workbench_project_dir: Path = env_field(
+        "WORKBENCH_PROJECT_DIR", PROJECT_ROOT, "the assistant whose data/ the workbench edits"
+    )
+    workbench_rasa_url: str = env_field(
+        "WORKBENCH_RASA_URL", "", "the Rasa server a promotion loads (default: RASA_PORT)"
+    )
+    workbench_session_hours: float = env_field(
+        "WORKBENCH_SESSION_HOURS", 12.0, "how long a workbench login lasts"
+    )
+    workbench_secure_cookies: bool = env_field(
+        "WORKBENCH_SECURE_COOKIES", False, "send the session cookie over HTTPS only"
+    )
+
+    @property
+    def rasa_url(self) -> str:
+        """Where the workbench reaches the Rasa server it promotes models into."""
+        return self.workbench_rasa_url or f"http://127.0.0.1:{self.rasa_port}"
 
     @property
     def rabbitmq_url(self) -> str:
@@ -130,7 +154,15 @@ class Settings:
             )
         if self.handoff_claim_timeout_minutes <= 0:
             raise SettingsError("HANDOFF_CLAIM_TIMEOUT_MINUTES must be more than 0")
-        for name, port in (("RASA_PORT", self.rasa_port), ("ACTION_PORT", self.action_port)):
+        if self.workbench_session_hours <= 0:
+            raise SettingsError("WORKBENCH_SESSION_HOURS must be more than 0")
+        if self.workbench_secret and len(self.workbench_secret) < 32:
+            raise SettingsError("WORKBENCH_SECRET must have at least 32 characters")
+        for name, port in (
+            ("RASA_PORT", self.rasa_port),
+            ("ACTION_PORT", self.action_port),
+            ("WORKBENCH_PORT", self.workbench_port),
+        ):
             if not 0 < port < 65536:
                 raise SettingsError(f"{name} must be a TCP port, got {port}")
 

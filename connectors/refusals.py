@@ -1,5 +1,5 @@
-"""Answering a request the server will not take, and logging it without its body;
-the one place where Rapport's error kinds become HTTP statuses.
+"""Answering a request the server will not take, and logging it without its body
+(the status for each of Rapport's error kinds comes from ``crm_bridge.errors.http_status``).
 
 Anyone can POST to a webhook, so a refused request's body is the sender's to choose (a
 megabyte of it fills the disk) and, for a genuine but stale one, a customer's words. A
@@ -16,22 +16,11 @@ from sanic import response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from crm_bridge.errors import Conflict, InvalidInput, NotFound, RapportError, Unavailable
+from crm_bridge.errors import InvalidInput, RapportError, http_status
 
 logger = logging.getLogger(__name__)
 
-# Each kind of crm_bridge.errors, as an HTTP status (anything else of ours: 500).
-STATUSES: tuple[tuple[type[RapportError], int], ...] = (
-    (InvalidInput, 400),
-    (NotFound, 404),
-    (Conflict, 409),
-    (Unavailable, 503),
-)
-
-
-def status_for(error: RapportError) -> int:
-    """The HTTP status that answers ``error``."""
-    return next((status for kind, status in STATUSES if isinstance(error, kind)), 500)
+status_for = http_status
 
 
 def refuse_error(request: Request, error: RapportError) -> HTTPResponse:

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from crm_bridge import models, settings
+from crm_bridge import errors, models, settings
 from crm_bridge.db import session_factory, unit_of_work
-from crm_bridge.errors import RapportError
+from crm_bridge.errors import Conflict, InvalidInput, RapportError
 
 
 class NotFound(Exception):
@@ -260,6 +260,50 @@ def cmd_close_stale(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    """The new password from stdin (``--password-stdin``) or typed twice, never argv."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise InvalidInput("password", "The two passwords differ.")
+    return first
+
+
+def cmd_add_user(args: argparse.Namespace, url: str) -> int:
+    from crm_bridge import users
+
+    account = users.add_user(session_factory(url), args.name, args.role, _read_password(args))
+    print(f"Added {account.role} {account.name}.")
+    return 0
+
+
+def cmd_set_password(args: argparse.Namespace, url: str) -> int:
+    from crm_bridge import users
+
+    users.set_password(session_factory(url), args.name, _read_password(args))
+    print(f"Changed the password of {args.name}.")
+    return 0
+
+
+def cmd_disable_user(args: argparse.Namespace, url: str) -> int:
+    from crm_bridge import users
+
+    users.set_disabled(session_factory(url), args.name, not args.enable)
+    print(f"{args.name} is {'enabled' if args.enable else 'disabled'}.")
+    return 0
+
+
+def cmd_list_users(args: argparse.Namespace, url: str) -> int:
+    from crm_bridge import users
+
+    for account, disabled in users.list_accounts(session_factory(url)):
+        print(f"{account.name:<24} {account.role:<8} {'disabled' if disabled else ''}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m crm_bridge", description=__doc__)
     parser.add_argument("--database-url", help="defaults to CRM_DATABASE_URL, else var/crm.db")
@@ -271,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
         "show-interaction": (cmd_show_interaction, "one interaction with its transcript"),
         "list-interactions": (cmd_list_interactions, "the latest interactions"),
         "close-stale": (cmd_close_stale, "close interactions idle past the session timeout"),
+        "add-user": (cmd_add_user, "add a workbench account (trainer or admin)"),
+        "set-password": (cmd_set_password, "change a workbench account's password"),
+        "disable-user": (cmd_disable_user, "lock a workbench account out (--enable: let it in)"),
+        "list-users": (cmd_list_users, "the workbench accounts"),
     }
     for name, (handler, help_text) in commands.items():
         command = sub.add_parser(name, help=help_text)
@@ -281,6 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["show-interaction"].add_argument("id", type=int)
     sub.choices["list-interactions"].add_argument("--sender")
     sub.choices["list-interactions"].add_argument("--limit", type=int, default=20)
+    for name in ("add-user", "set-password", "disable-user"):
+        sub.choices[name].add_argument("name")
+    for name in ("add-user", "set-password"):
+        sub.choices[name].add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+    sub.choices["add-user"].add_argument("--role", choices=("trainer", "admin"), default="trainer")
+    sub.choices["disable-user"].add_argument("--enable", action="store_true")
     return parser
 
 
@@ -291,9 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.handler(args, url)
         return result
-    except NotFound as error:
+    except (NotFound, errors.NotFound) as error:
         print(error, file=sys.stderr)
         return 1
+    except InvalidInput as error:
+        print(error.message, file=sys.stderr)
+        return 2
+    except Conflict as error:
+        print(error, file=sys.stderr)
+        return 2
     except RapportError as error:
         print(f"CRM error: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 Every error the project raises on purpose is a :class:`RapportError`, in one of four
 kinds: :class:`NotFound`, :class:`Conflict`, :class:`InvalidInput`, :class:`Unavailable`.
-Each kind maps to one HTTP status (``connectors.refusals.status_for``) and one customer
+Each kind maps to one HTTP status (:func:`http_status`, here) and one customer
 wording (``actions.handoff.tell_crm_failure``); the specific errors below only add a name. The
 text of these errors never carries backend details or secrets. It lives here, in the
 base layer, so that every package (which may all import ``crm_bridge``) shares it.
@@ -70,3 +70,18 @@ class ReturnNotAllowed(Conflict):
 
 class CrmUnavailable(Unavailable):
     """The CRM backend could not be reached or failed; the operation was not applied."""
+
+
+# Each kind, as the HTTP status that answers it (anything else of ours: 500). Every HTTP
+# surface (the channels' refusals, the agent API, the workbench) answers through this.
+HTTP_STATUSES: tuple[tuple[type[RapportError], int], ...] = (
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+)
+
+
+def http_status(error: RapportError) -> int:
+    """The HTTP status that answers ``error``."""
+    return next((status for kind, status in HTTP_STATUSES if isinstance(error, kind)), 500)

@@ -123,6 +123,8 @@ class Interaction(Base):
     __table_args__ = (
         UniqueConstraint("sender_id", "session_key", name="uq_interaction_session"),
         Index("ix_interactions_sender_started", "sender_id", "started_at"),
+        # A customer's returns within 72 hours (durable resolution).
+        Index("ix_interactions_contact_started", "contact_id", "started_at"),
     )
 
     id = Column(Integer, primary_key=True)
@@ -159,7 +161,11 @@ class InteractionMessage(Base):
     """One transcript line: what the customer wrote or what the bot (or an agent) sent."""
 
     __tablename__ = "interaction_messages"
-    __table_args__ = (Index("ix_messages_interaction_ts", "interaction_id", "event_ts"),)
+    __table_args__ = (
+        Index("ix_messages_interaction_ts", "interaction_id", "event_ts"),
+        # Covers the workbench's first-reply and intent counts (read from the index alone).
+        Index("ix_messages_insights", "interaction_id", "direction", "event_ts", "intent"),
+    )
 
     id = Column(Integer, primary_key=True)
     interaction_id = Column(
@@ -264,6 +270,57 @@ class Handoff(Base):
 
     interaction = relationship("Interaction", back_populates="handoffs")
     ticket = relationship("Ticket")
+
+
+class WorkbenchUser(Base):
+    """A trainer or admin of the workbench (created with ``python -m crm_bridge add-user``)."""
+
+    __tablename__ = "workbench_users"
+
+    id = Column(Integer, primary_key=True)
+    name = Column(String(80), nullable=False, unique=True)
+    role = Column(String(20), nullable=False)  # trainer | admin
+    password_hash = Column(String(200), nullable=False)
+    disabled = Column(Boolean, nullable=False, default=False)
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+
+
+class InboxReview(Base):
+    """A trainer's decision on one customer message from the inbox: at most one each."""
+
+    __tablename__ = "inbox_reviews"
+
+    id = Column(Integer, primary_key=True)
+    message_id = Column(
+        Integer,
+        ForeignKey("interaction_messages.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    )
+    decision = Column(String(20), nullable=False)  # labelled | out_of_scope | dismissed
+    intent = Column(String(100))
+    # The training example written for it, already masked (never the raw message).
+    example = Column(Text)
+    reviewer = Column(String(80), nullable=False)
+    decided_at = Column(UtcDateTime, nullable=False, default=utcnow)
+
+
+class ModelPromotion(Base):
+    """One change of the model the Rasa server serves: a promotion, an override or a
+    rollback, with who, when, why and the scores that allowed it."""
+
+    __tablename__ = "model_promotions"
+
+    id = Column(Integer, primary_key=True)
+    model = Column(String(200), nullable=False)
+    previous_model = Column(String(200))
+    action = Column(String(20), nullable=False)  # promote | override | rollback
+    actor = Column(String(80), nullable=False)
+    reason = Column(Text, nullable=False, default="")
+    scores = Column(JSON)
+    golden = Column(JSON)
+    data_commit = Column(String(64))
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
 
 
 def as_date(value: date | datetime | None) -> date | None:

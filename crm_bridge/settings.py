@@ -113,11 +113,21 @@ class CrmSettings:
         "TRANSCRIPT_RESOLVING_RESPONSES", "utter_faq", "response name prefixes that resolve"
     )
     unsummarised_intents: str = env_field(
-        "TRANSCRIPT_UNSUMMARISED_INTENTS", "nlu_fallback", "intents left out of summaries"
+        "TRANSCRIPT_UNSUMMARISED_INTENTS",
+        "nlu_fallback,greet,goodbye,thank,affirm,deny,bot_challenge",
+        "intents that name no subject (left out of summaries and durable resolution)",
     )
     phone_region: str = env_field(
         "DEFAULT_PHONE_REGION", "GB", "country of phone numbers given without +code (ISO 3166)"
     )
+
+    @property
+    def database_url(self) -> str:
+        """The CRM's SQLAlchemy URL: CRM_DATABASE_URL, else SQLite at var/crm.db."""
+        if self.crm_database_url:
+            return self.crm_database_url
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.var_dir / 'crm.db'}"
 
     def validate(self) -> None:
         """Refuse values that cannot work."""
@@ -147,11 +157,7 @@ def var_dir() -> Path:
 
 def database_url() -> str:
     """The CRM's SQLAlchemy URL: CRM_DATABASE_URL, else SQLite at var/crm.db."""
-    settings = load()
-    if settings.crm_database_url:
-        return settings.crm_database_url
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{settings.var_dir / 'crm.db'}"
+    return load().database_url
 
 
 def rabbitmq_url() -> str:

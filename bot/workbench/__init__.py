@@ -1,0 +1,1 @@
+"""The trainer workbench: a local web app for improving the assistant."""

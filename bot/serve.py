@@ -82,6 +82,24 @@ def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
     return exit_code
 
 
+def promoted_model(models_dir: Path) -> Path | None:
+    """The model promoted in the workbench (``models_dir/serving.json``), if it still exists."""
+    from bot.workbench.promotion import read_pointer
+
+    pointer = read_pointer(models_dir)
+    if pointer is None:
+        return None
+    model = models_dir / pointer.current
+    if not model.is_file():
+        print(
+            f"serve: the promoted model {model.name} is missing; serving the current one",
+            file=sys.stderr,
+        )
+        return None
+    print(f"serve: serving {model.name}, the model promoted in the workbench (serving.json)")
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m bot serve [--no-train] [--model PATH]``."""
     parser = argparse.ArgumentParser(prog="python -m bot serve", description=__doc__)
@@ -95,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except bot_settings.SettingsError as error:
         print(f"serve: {error}", file=sys.stderr)
         return 2
-    model = args.model
+    model = args.model or promoted_model(settings.models_dir)
     if model is None:
         if args.no_train:
             from bot.train import model_path_for

@@ -97,12 +97,19 @@ def train_if_needed(
 
 
 def prune_old_models(models_dir: Path, keep: Path) -> None:
-    """Delete all but the newest few models so models/ does not grow without bound."""
+    """Delete all but the newest few models so models/ does not grow without bound.
+
+    The models the workbench's serving pointer names (the one serving and the one a
+    rollback returns to) are never deleted, however old.
+    """
+    from bot.workbench.promotion import pinned_models
+
+    pinned = pinned_models(models_dir)
     models = sorted(
         models_dir.glob(f"{MODEL_PREFIX}*.tar.gz"), key=lambda p: p.stat().st_mtime, reverse=True
     )
     for old in models[MODELS_KEPT:]:
-        if old != keep:
+        if old != keep and old.name not in pinned:
             old.unlink(missing_ok=True)
 
 

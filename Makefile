@@ -11,12 +11,13 @@ include .env
 export
 endif
 
-.PHONY: help install services browser migrate seed train run shell telegram-polling test test-unit test-integration \
+.PHONY: help install services browser migrate seed train run workbench shell telegram-polling test test-unit test-integration \
         test-e2e test-stories lint format validate consumer clean
 
 help:
 	@echo "make run     install, migrate + seed the demo CRM, train if needed, serve on :5005"
 	@echo "make shell   chat with the running assistant (as demo-alice)"
+	@echo "make workbench  the trainers' web app on :5010 (accounts: python -m crm_bridge add-user)"
 	@echo "make test    install, start local services if missing, lint, validate, all test tiers"
 
 install:
@@ -39,6 +40,10 @@ train: install
 
 run: seed
 	$(PY) -m bot serve
+
+# The trainer workbench (log in with an account from `python -m crm_bridge add-user`).
+workbench: migrate
+	$(PY) -m bot workbench
 
 shell: install
 	$(PY) -m bot shell

@@ -1,4 +1,5 @@
-"""``python -m bot <command>``: train, serve, rasa-server, shell, validate, settings, handoffs."""
+"""``python -m bot <command>``: train, serve, rasa-server, shell, validate, settings,
+handoffs, workbench."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": "bot.validate",
         "settings": "bot.settings",
         "handoffs": "bot.handoff_cli",
+        "workbench": "bot.workbench.app",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m bot {{{','.join(commands)}}} [options]", file=sys.stderr)

@@ -323,6 +323,65 @@ class ModelPromotion(Base):
     created_at = Column(UtcDateTime, nullable=False, default=utcnow)
 
 
+class OneTimeCode(Base):
+    """An emailed code that proves a channel identity owns a contact's address.
+
+    Only a hash of the code is stored; a code is single use, expires, and locks its
+    channel identity out for a while after too many wrong tries.
+    """
+
+    __tablename__ = "one_time_codes"
+    __table_args__ = (Index("ix_codes_identity", "channel", "external_id", "created_at"),)
+
+    id = Column(Integer, primary_key=True)
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    channel = Column(String(50), nullable=False)
+    external_id = Column(String(200), nullable=False)
+    code_hash = Column(String(200), nullable=False)
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    expires_at = Column(UtcDateTime, nullable=False)
+    attempts = Column(Integer, nullable=False, default=0)
+    used_at = Column(UtcDateTime)
+    locked_until = Column(UtcDateTime)
+
+
+class LinkToken(Base):
+    """A signed, single-use, expiring link that proves a contact (made from the CRM)."""
+
+    __tablename__ = "link_tokens"
+
+    id = Column(Integer, primary_key=True)
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    # SHA-256 of the token's random part: the token itself is never stored.
+    token_hash = Column(String(64), nullable=False, unique=True)
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    expires_at = Column(UtcDateTime, nullable=False)
+    used_at = Column(UtcDateTime)
+    used_by = Column(String(260))  # channel:external_id that redeemed it
+
+
+class Consent(Base):
+    """One consent decision: a contact opted in or out of a topic on a channel.
+
+    Rows are never updated: the newest row per (contact, topic, channel) is the state,
+    and the history says when, where and with which wording each decision was taken.
+    """
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        Index("ix_consents_contact_topic", "contact_id", "topic", "channel", "recorded_at"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    topic = Column(String(40), nullable=False)  # order_updates | offers | newsletter
+    channel = Column(String(50), nullable=False)  # a channel name, or "*" for all
+    granted = Column(Boolean, nullable=False)
+    wording = Column(Text, nullable=False)
+    source = Column(String(50), nullable=False, default="chat")  # chat | cli | import
+    recorded_at = Column(UtcDateTime, nullable=False, default=utcnow)
+
+
 def as_date(value: date | datetime | None) -> date | None:
     """A date from a date or datetime (None stays None)."""
     if isinstance(value, datetime):

@@ -120,6 +120,22 @@ class CrmSettings:
     phone_region: str = env_field(
         "DEFAULT_PHONE_REGION", "GB", "country of phone numbers given without +code (ISO 3166)"
     )
+    smtp_host: str = env_field(
+        "SMTP_HOST", "", "mail server for one-time codes (default: files in var/outbox/)"
+    )
+    smtp_port: int = env_field("SMTP_PORT", 587, "the mail server's port")
+    smtp_username: str = env_field("SMTP_USERNAME", "", "login at the mail server")
+    smtp_password: str = env_field("SMTP_PASSWORD", "", "password at the mail server")
+    smtp_starttls: bool = env_field("SMTP_STARTTLS", True, "upgrade the connection with STARTTLS")
+    mail_from: str = env_field(
+        "MAIL_FROM", "Rapport <no-reply@localhost>", "the sender of the assistant's emails"
+    )
+    identity_secret: str = env_field(
+        "IDENTITY_SECRET", "", "signs link tokens (default: a random key kept in var/)"
+    )
+    shop_token_secret: str = env_field(
+        "SHOP_TOKEN_SECRET", "", "verifies the shop's signed web chat tokens (HS256 JWT)"
+    )
 
     @property
     def database_url(self) -> str:

@@ -304,6 +304,24 @@ def cmd_list_users(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def cmd_link_token(args: argparse.Namespace, url: str) -> int:
+    from urllib.parse import urlencode
+
+    from crm_bridge.link_tokens import LinkTokens, identity_secret
+
+    factory = session_factory(url)
+    with unit_of_work(factory) as session:
+        contact_id = find_contact(session, args.contact).id
+    tokens = LinkTokens(factory, identity_secret(settings.load()))
+    token = tokens.issue(contact_id, timedelta(hours=args.hours))
+    print(token)
+    if args.telegram_bot:
+        print(f"https://t.me/{args.telegram_bot.lstrip('@')}?start={token}")
+    if args.web_url:
+        print(f"{args.web_url}{'&' if '?' in args.web_url else '?'}{urlencode({'link': token})}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m crm_bridge", description=__doc__)
     parser.add_argument("--database-url", help="defaults to CRM_DATABASE_URL, else var/crm.db")
@@ -319,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         "set-password": (cmd_set_password, "change a workbench account's password"),
         "disable-user": (cmd_disable_user, "lock a workbench account out (--enable: let it in)"),
         "list-users": (cmd_list_users, "the workbench accounts"),
+        "link-token": (cmd_link_token, "a single-use link that proves a contact in a channel"),
     }
     for name, (handler, help_text) in commands.items():
         command = sub.add_parser(name, help=help_text)
@@ -337,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
     sub.choices["add-user"].add_argument("--role", choices=("trainer", "admin"), default="trainer")
     sub.choices["disable-user"].add_argument("--enable", action="store_true")
+    link = sub.choices["link-token"]
+    link.add_argument("contact", help="id, email or channel:external_id")
+    link.add_argument("--hours", type=float, default=24, help="how long the link works")
+    link.add_argument("--telegram-bot", help="print a t.me deep link for this bot username")
+    link.add_argument("--web-url", help="print a web chat link (the token as ?link=)")
     return parser
 
 

@@ -12,12 +12,13 @@ export
 endif
 
 .PHONY: help install services browser migrate seed train run workbench shell telegram-polling test test-unit test-integration \
-        test-e2e test-stories lint format validate consumer clean
+        test-e2e test-stories lint format validate consumer notify-worker clean
 
 help:
 	@echo "make run     install, migrate + seed the demo CRM, train if needed, serve on :5005"
 	@echo "make shell   chat with the running assistant (as demo-alice)"
 	@echo "make workbench  the trainers' web app on :5010 (accounts: python -m crm_bridge add-user)"
+	@echo "make notify-worker  sends due proactive messages (python -m bot notify --help)"
 	@echo "make test    install, start local services if missing, lint, validate, all test tiers"
 
 install:
@@ -54,6 +55,10 @@ telegram-polling: seed
 
 consumer: install
 	$(PY) -m crm_bridge.consumer
+
+# Proactive messages: sends what is due (retries, messages kept for quiet hours) every 30 s.
+notify-worker: migrate
+	$(PY) -m bot notify --deliver --every 30
 
 lint: install
 	$(PY) -m ruff check .

@@ -1,5 +1,5 @@
 """``python -m bot <command>``: train, serve, rasa-server, shell, validate, settings,
-handoffs, workbench."""
+handoffs, workbench, notify."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": "bot.settings",
         "handoffs": "bot.handoff_cli",
         "workbench": "bot.workbench.app",
+        "notify": "bot.notify",
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python -m bot {{{','.join(commands)}}} [options]", file=sys.stderr)

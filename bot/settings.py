@@ -42,12 +42,6 @@ class Settings:
     """A snapshot of the bot's configuration; build it with :func:`current` or :func:`load`."""
 
     crm: crm_settings.CrmSettings = dataclasses.field(default_factory=crm_settings.CrmSettings)
-    redis_url: str = env_field(
-        "REDIS_URL", "", "Redis for the tracker and lock stores, dedupe and the web inbox"
-    )
-    tracker_database_url: str = env_field(
-        "TRACKER_DATABASE_URL", "", "Rasa's conversation store without Redis (default: SQLite)"
-    )
     rasa_interface: str = env_field("RASA_INTERFACE", "127.0.0.1", "where Rasa listens")
     rasa_port: int = env_field("RASA_PORT", 5005, "Rasa's port")
     action_port: int = env_field("ACTION_PORT", 5055, "the action server's port")
@@ -91,6 +85,11 @@ class Settings:
     max_message_chars: int = env_field(
         "MAX_MESSAGE_CHARS", 4096, "the longest customer message any channel passes on"
     )
+    web_chat_url: str = env_field(
+        "WEB_CHAT_URL",
+        "",
+        "the web chat's public address, for export links (default: localhost:RASA_PORT/chat)",
+    )
     agent_api_token: str = env_field(
         "AGENT_API_TOKEN", "", "turns on the agent API and is its bearer token"
     )
@@ -126,6 +125,16 @@ class Settings:
     def rabbitmq_url(self) -> str:
         """The CRM's event feed (``Settings.crm`` holds it)."""
         return self.crm.rabbitmq_url
+
+    @property
+    def redis_url(self) -> str:
+        """Redis for the stores, dedupe and the web inbox (``Settings.crm`` holds it)."""
+        return self.crm.redis_url
+
+    @property
+    def tracker_database_url(self) -> str:
+        """Rasa's SQL conversation store (``Settings.crm`` holds it and its default)."""
+        return self.crm.tracker_database_url
 
     def validate(self) -> None:
         """Refuse configurations that would be unsafe or cannot start."""
@@ -174,11 +183,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     settings = from_environ(Settings, environ, crm=crm)
     # Defaults that depend on other settings.
     derived: dict[str, object] = {"log_level": settings.log_level.upper()}
-    if not settings.tracker_database_url:
-        derived["tracker_database_url"] = f"sqlite:///{crm.var_dir / 'rasa_tracker.db'}"
     if not settings.action_endpoint_url:
         derived["action_endpoint_url"] = f"http://127.0.0.1:{settings.action_port}/webhook"
     derived["telegram_mode"] = settings.telegram_mode.lower()
+    derived["web_chat_url"] = (
+        settings.web_chat_url or f"http://localhost:{settings.rasa_port}/chat"
+    ).rstrip("/")
     return dataclasses.replace(settings, **derived)  # type: ignore[arg-type]
 
 

@@ -97,6 +97,7 @@ class AgentApiChannel(InputChannel):
             (self.reply, "/handoffs/<handoff_id:int>/reply", "POST"),
             (self.hand_back, "/handoffs/<handoff_id:int>/handback", "POST"),
             (self.take_over, "/interactions/<interaction_id:int>/take", "POST"),
+            (self.notify, "/notify", "POST"),
         ]
         for handler, path, method in routes:
             api.add_route(self._authorised(handler), path, methods=[method])
@@ -171,3 +172,37 @@ class AgentApiChannel(InputChannel):
             interaction_id, _text(data, "agent_id"), _text(data, "agent_name")
         )
         return response.json({"handoff": _json(handoff)})
+
+    async def notify(self, request: Request) -> HTTPResponse:
+        """``POST /notify`` ``{"topic", "order" | "text", "campaign", "channels",
+        "dry_run"}``: an order update or a campaign through ``can_send``, as
+        ``python -m bot notify`` does (no topic: deliver what is due); the report names
+        contact ids and references only."""
+        from bot.notify import notify_request
+
+        data = body_of(request)
+        channels = data.get("channels")
+        if channels is not None and not (
+            isinstance(channels, list) and all(isinstance(c, str) for c in channels)
+        ):
+            raise InvalidInput("channels", "Give the channels as a list of names.")
+        # The web chat's inbox of this server: without Redis it lives in this process.
+        web = next(
+            (
+                channel
+                for channel in getattr(getattr(self._app, "ctx", None), "input_channels", [])
+                if channel.name() == "web" and hasattr(channel, "inbox")
+            ),
+            None,
+        )
+        report = await notify_request(
+            bot_settings.current(),
+            topic=_text(data, "topic"),
+            order=_text(data, "order"),
+            text=_text(data, "text"),
+            campaign=_text(data, "campaign"),
+            channels=channels,
+            dry_run=bool(data.get("dry_run")),
+            web_inbox=web.inbox if web is not None else None,
+        )
+        return response.json(report.as_dict())

@@ -6,7 +6,7 @@ to ``POST /chat/webhook``, validated exactly like the REST channel, under the ch
 name ``web``; the conversation id is a random id kept in the browser's localStorage.
 
 What an agent sends outside a turn (``push``: their replies, the rating question after a
-hand-back) waits in the conversation's inbox (``connectors.web_inbox``) until the page
+hand-back) waits in the conversation's inbox (``bot.web_inbox``) until the page
 collects it with ``GET /chat/inbox?sender=<id>``, a long poll.
 """
 
@@ -22,10 +22,10 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot import settings as bot_settings
+from bot.web_inbox import InboxUnavailable, WebInbox
 from connectors.inbound import OnNewMessage
 from connectors.refusals import refuse
 from connectors.rest import BadRequest, RestChannel, validate_sender
-from connectors.web_inbox import InboxUnavailable, WebInbox
 
 logger = logging.getLogger(__name__)
 
@@ -110,4 +110,52 @@ class WebChatChannel(RestChannel):
                 )
             return response.json(messages, headers={"Cache-Control": "no-store"})
 
+        @blueprint.route("/export/<token>", methods=["GET"], name="chat_export")
+        async def export(request: Request, token: str) -> HTTPResponse:
+            """A customer's data export, once per link (``crm_bridge.export_links``)."""
+            return await download_export(token)
+
         return blueprint
+
+
+async def download_export(token: str) -> HTTPResponse:
+    """The JSON export the token opens, as a download; 404 for a link that is not ours,
+    410 once it was used or expired. Never cached: it is one person's data."""
+    import asyncio
+    import json
+
+    from crm_bridge.errors import InvalidInput, NotFound, RapportError
+    from crm_bridge.export_links import LinkGone
+
+    headers = {"Cache-Control": "no-store", **SECURITY_HEADERS}
+    try:
+        export = await asyncio.to_thread(_export_for, token)
+    except (InvalidInput, NotFound):
+        return response.json({"error": "This link is not valid."}, status=404, headers=headers)
+    except LinkGone:
+        return response.json(
+            {"error": "This link was already used or has expired."}, status=410, headers=headers
+        )
+    except RapportError as error:
+        logger.warning("Data export failed: %s", type(error).__name__)
+        return response.json({"error": "Please try again later."}, status=503, headers=headers)
+    body = json.dumps(export, ensure_ascii=False, indent=2)
+    return response.text(
+        body,
+        content_type="application/json; charset=utf-8",
+        headers={**headers, "Content-Disposition": 'attachment; filename="my-data.json"'},
+    )
+
+
+def _export_for(token: str) -> dict[str, Any]:
+    """Redeem the token and build its contact's export (blocking: run off the loop)."""
+    from crm_bridge import settings as crm_settings
+    from crm_bridge.data_export import contact_export
+    from crm_bridge.db import session_factory
+    from crm_bridge.export_links import ExportLinks
+    from crm_bridge.link_tokens import identity_secret
+
+    settings = crm_settings.load()
+    factory = session_factory(settings.database_url)
+    contact_id = ExportLinks(factory, identity_secret(settings)).redeem(token)
+    return contact_export(factory, contact_id)

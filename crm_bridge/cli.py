@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from crm_bridge import errors, models, settings
+from crm_bridge import cli_merging, cli_privacy, errors, models, settings
 from crm_bridge.db import session_factory, unit_of_work
 from crm_bridge.errors import Conflict, InvalidInput, RapportError
 
@@ -137,13 +137,14 @@ def contact_dict(session: Session, contact: models.Contact) -> dict[str, Any]:
             for o in contact.orders
         ],
         "interactions": [interaction_dict(i, with_transcript=False) for i in interactions],
+        **cli_merging.contact_extras(session, contact),
     }
 
 
 def print_contact(data: dict[str, Any]) -> None:
     print(f"Contact #{data['id']}: {data['name']}")
     print(f"  email: {data['email'] or '-'}   phone: {data['phone'] or '-'}")
-    print(f"  identities: {', '.join(data['identities']) or '-'}")
+    cli_merging.print_contact_extras(data)  # identities with their proof, merges
     print("Orders:")
     for order in data["orders"] or [{"number": "-", "status": "", "placed_at": "", "items": []}]:
         print(
@@ -361,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--hours", type=float, default=24, help="how long the link works")
     link.add_argument("--telegram-bot", help="print a t.me deep link for this bot username")
     link.add_argument("--web-url", help="print a web chat link (the token as ?link=)")
+    cli_privacy.register(sub)  # erase, purge
+    cli_merging.register(sub)  # merge, unmerge, merges
     return parser
 
 

@@ -39,6 +39,10 @@ class InvalidInput(RapportError):
         self.message = message
 
 
+class SettingsError(RapportError, ValueError):
+    """A setting has a value that cannot work; the message names the variable."""
+
+
 class ContactNotFound(NotFound):
     """No contact matches the identity or id that was asked for."""
 

@@ -111,8 +111,20 @@ class CrmGateway(Protocol):
     ``OrderNotFound`` / ``ContactNotFound`` for lookups that find nothing visible.
     """
 
-    def find_contact_by_identity(self, channel: str, external_id: str) -> ContactView | None:
-        """The contact linked to this channel identity, or None when unlinked."""
+    def find_contact_by_identity(
+        self, channel: str, external_id: str, proven: bool = False
+    ) -> ContactView | None:
+        """The contact linked to this channel identity, or None when unlinked (or, with
+        ``proven``, when the link only rests on an order's number and email)."""
+
+    def get_contact(self, contact_id: int) -> ContactView:
+        """The contact with this id; ``ContactNotFound`` otherwise."""
+
+    def find_contact_by_email(self, email: str) -> ContactView | None:
+        """The contact with this email (any case), or None."""
+
+    def find_contact_by_phone(self, phone: str) -> ContactView | None:
+        """The one contact with this phone number, or None."""
 
     def link_identity(
         self,
@@ -120,8 +132,10 @@ class CrmGateway(Protocol):
         external_id: str,
         contact_id: int,
         conversation: ConversationRef | None = None,
+        proof: str = "order_email",
     ) -> None:
-        """Link a channel identity to a contact (idempotent).
+        """Link a channel identity to a contact (idempotent), proven by ``proof`` (see
+        ``crm_bridge.identity_links``; a weaker proof never downgrades a link).
 
         When ``conversation`` is given, its Interaction is attributed to the contact too.
         """

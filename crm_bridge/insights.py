@@ -30,6 +30,7 @@ from crm_bridge import settings as crm_settings
 from crm_bridge.db import unit_of_work
 from crm_bridge.gateway import Outcome
 from crm_bridge.interaction_log import DialogueVocabulary
+from crm_bridge.notifications import NOTIFICATION_OUTCOME
 
 #: The charts of the Insights page, each available as CSV (``InsightsReport.csv``).
 CHARTS = tuple("conversations outcomes rates handoff_wait csat first_reply top_intents".split())
@@ -303,7 +304,12 @@ def _in_scope(query: InsightsQuery, table: Any = Interaction) -> list[Any]:
     # A half-open range of instants keeps the filter a plain (indexable) comparison.
     start = datetime.combine(query.start, time(), timezone.utc)
     end = datetime.combine(query.end + timedelta(days=1), time(), timezone.utc)
-    conditions = [table.started_at >= start, table.started_at < end]
+    # A proactive message's Interaction is not a conversation the customer started.
+    conditions = [
+        table.started_at >= start,
+        table.started_at < end,
+        table.outcome != NOTIFICATION_OUTCOME,
+    ]
     if query.channel is not None:
         conditions.append(table.channel == query.channel)
     return conditions

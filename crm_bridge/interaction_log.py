@@ -24,7 +24,8 @@ from crm_bridge import models
 from crm_bridge import settings as crm_settings
 from crm_bridge.db import session_factory, unit_of_work
 from crm_bridge.gateway import Outcome
-from crm_bridge.sql_gateway import find_identity, get_or_create_interaction
+from crm_bridge.identity_links import find_identity
+from crm_bridge.sql_gateway import get_or_create_interaction
 
 logger = logging.getLogger(__name__)
 

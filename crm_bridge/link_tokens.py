@@ -2,48 +2,50 @@
 
 A support agent (or the shop) issues a token for a contact from the CRM and sends it as
 a link (``https://t.me/<bot>?start=<token>`` or ``<web chat>?link=<token>``); whoever
-opens it in a channel is linked to that contact, once. A token is a random part and a
-truncated HMAC-SHA256 tag of it, both URL-safe base64 without padding: 44 characters of
-``[A-Za-z0-9_-]``, which fits Telegram's 64-character ``/start`` payload. Forged tokens
-fail the tag before any database lookup; the database keeps only the SHA-256 of the
-random part, so a copy of the CRM does not hold usable links.
+opens it in a channel is linked to that contact, once. Tokens are signed and stored as
+``crm_bridge.signed_tokens`` describes (only a hash is kept; forgeries fail before any
+lookup).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
-import re
 import secrets
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from crm_bridge import models
 from crm_bridge.db import unit_of_work
-from crm_bridge.errors import ContactNotFound, InvalidInput
+from crm_bridge.errors import InvalidInput
+from crm_bridge.identity_links import LINK_TOKEN, link
 from crm_bridge.models import utcnow
 from crm_bridge.settings import CrmSettings, SettingsError
-from crm_bridge.sql_gateway import find_identity
+from crm_bridge.signed_tokens import (
+    MIN_SECRET_CHARS,
+    NOT_VALID,
+    TokenSigner,
+    add_row,
+    claim,
+    looks_like_token,
+)
 
-RANDOM_BYTES = 16  # 128 bits of randomness: 22 characters
-TAG_BYTES = 16  # truncated HMAC-SHA256: 22 characters
-PART_CHARS = 22
-TOKEN_CHARS = 2 * PART_CHARS
-_TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_CHARS}}}")
+__all__ = [
+    "ALREADY_USED",
+    "EXPIRED",
+    "NOT_VALID",
+    "LinkTokens",
+    "identity_secret",
+    "looks_like_token",
+]
+
 _DOMAIN = b"rapport-link-token:"  # keeps these tags apart from other uses of the secret
 DEFAULT_TTL = timedelta(hours=24)
 MAX_TTL = timedelta(days=30)
-MIN_SECRET_CHARS = 32
 
-NOT_VALID = "This link is not valid."
 EXPIRED = "This link has expired; ask for a new one."
 ALREADY_USED = "This link was already used."
 
@@ -75,14 +77,6 @@ def _stored_secret(path: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _token_hash(random_part: str) -> str:
-    return hashlib.sha256(random_part.encode("ascii")).hexdigest()
-
-
 class LinkTokens:
     """Issues and redeems link tokens; one short transaction per call."""
 
@@ -92,44 +86,19 @@ class LinkTokens:
         secret: bytes,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
-        if len(secret) < MIN_SECRET_CHARS:
-            raise SettingsError(f"The link token secret must be at least {MIN_SECRET_CHARS} bytes")
+        self._signer = TokenSigner(secret, _DOMAIN)
         self._factory = session_factory
-        self._secret = secret
         self._now = now
-
-    def _tag(self, random_part: str) -> str:
-        digest = hmac.new(self._secret, _DOMAIN + random_part.encode("ascii"), hashlib.sha256)
-        return _b64(digest.digest()[:TAG_BYTES])
 
     def issue(self, contact_id: int, ttl: timedelta = DEFAULT_TTL) -> str:
         """A new token for the contact, valid for ``ttl`` (at most 30 days)."""
         if not timedelta(0) < ttl <= MAX_TTL:
             raise InvalidInput("ttl", "A link lasts more than no time and at most 30 days.")
-        random_part = _b64(secrets.token_bytes(RANDOM_BYTES))
+        token, token_hash = self._signer.new()
         now = self._now()
         with unit_of_work(self._factory) as session:
-            if session.get(models.Contact, contact_id) is None:
-                raise ContactNotFound(f"No contact {contact_id}.")
-            session.add(
-                models.LinkToken(
-                    contact_id=contact_id,
-                    token_hash=_token_hash(random_part),
-                    created_at=now,
-                    expires_at=now + ttl,
-                )
-            )
-        return random_part + self._tag(random_part)
-
-    def _random_part(self, token: str) -> str:
-        """The token's random part if its tag is ours; ``InvalidInput`` otherwise."""
-        candidate = (token or "").strip()
-        if not _TOKEN.fullmatch(candidate):
-            raise InvalidInput("token", NOT_VALID)
-        random_part, tag = candidate[:PART_CHARS], candidate[PART_CHARS:]
-        if not hmac.compare_digest(tag, self._tag(random_part)):
-            raise InvalidInput("token", NOT_VALID)
-        return random_part
+            add_row(session, models.LinkToken, contact_id, token_hash, now, ttl)
+        return token
 
     def redeem(self, token: str, channel: str, external_id: str) -> int:
         """Use the token: link ``channel:external_id`` to its contact (verified now) and
@@ -138,51 +107,14 @@ class LinkTokens:
             raise InvalidInput("channel", "Name the channel (at most 50 characters).")
         if not external_id or len(external_id) > 200:
             raise InvalidInput("external_id", "Name the channel's user (at most 200 characters).")
-        token_hash = _token_hash(self._random_part(token))
+        token_hash = self._signer.stored_hash(token)
         now = self._now()
         with unit_of_work(self._factory) as session:
-            # The UPDATE comes first and decides: under concurrency exactly one
-            # transaction sees the row unused (the others wait for its lock, then match 0).
-            claimed = session.execute(
-                update(models.LinkToken)
-                .where(
-                    models.LinkToken.token_hash == token_hash,
-                    models.LinkToken.used_at.is_(None),
-                    models.LinkToken.expires_at > now,
-                )
-                .values(used_at=now, used_by=f"{channel}:{external_id}")
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            row = session.execute(
-                select(models.LinkToken).where(models.LinkToken.token_hash == token_hash)
-            ).scalar_one_or_none()
-            if row is None:
-                raise InvalidInput("token", NOT_VALID)
-            if claimed != 1:
+            row, claimed = claim(
+                session, models.LinkToken, token_hash, now, used_by=f"{channel}:{external_id}"
+            )
+            if not claimed:
                 raise InvalidInput("token", ALREADY_USED if row.used_at else EXPIRED)
             contact_id: int = row.contact_id
-            _link(session, channel, external_id, contact_id, now)
+            link(session, channel, external_id, contact_id, LINK_TOKEN, now)
         return contact_id
-
-
-def _link(session: Session, channel: str, external_id: str, contact_id: int, now: datetime) -> None:
-    """Point the channel identity at the contact, verified ``now`` (created if new)."""
-    identity = find_identity(session, channel, external_id)
-    if identity is None:
-        try:
-            with session.begin_nested():
-                session.add(
-                    models.ChannelIdentity(
-                        channel=channel,
-                        external_id=external_id,
-                        contact_id=contact_id,
-                        verified_at=now,
-                    )
-                )
-            return
-        except IntegrityError:  # created meanwhile by another transaction
-            identity = find_identity(session, channel, external_id)
-            if identity is None:
-                raise
-    identity.contact_id = contact_id
-    identity.verified_at = now

@@ -66,6 +66,8 @@ class Contact(Base):
     phone = Column(String(32))
     created_at = Column(UtcDateTime, nullable=False, default=utcnow)
     updated_at = Column(UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # Set while this contact is merged into another (undone by un-merging).
+    merged_into_id = Column(Integer, ForeignKey("contacts.id"))
 
     identities = relationship("ChannelIdentity", back_populates="contact")
     orders = relationship("Order", back_populates="contact", order_by="Order.placed_at.desc()")
@@ -82,6 +84,10 @@ class ChannelIdentity(Base):
     external_id = Column(String(200), nullable=False)
     contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
     verified_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    # How the link was proven: order_email (an order's number and email: the weak level,
+    # enough to read that order's status) or a proof of the person (email_code,
+    # link_token, shop_token, phone_contact, agent).
+    proof = Column(String(20), nullable=False, default="order_email")
 
     contact = relationship("Contact", back_populates="identities")
 
@@ -382,8 +388,81 @@ class Consent(Base):
     recorded_at = Column(UtcDateTime, nullable=False, default=utcnow)
 
 
+class ContactMerge(Base):
+    """One merge of a contact into another: who, when, why, and exactly which rows moved,
+    so that un-merging moves those rows back."""
+
+    __tablename__ = "contact_merges"
+
+    id = Column(Integer, primary_key=True)
+    source_contact_id = Column(Integer, ForeignKey("contacts.id"), nullable=False)
+    target_contact_id = Column(Integer, ForeignKey("contacts.id"), nullable=False)
+    actor = Column(String(100), nullable=False)
+    reason = Column(Text, nullable=False)
+    moved = Column(JSON, nullable=False, default=dict)  # table name -> list of row ids
+    merged_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    undone_at = Column(UtcDateTime)
+    undone_by = Column(String(100))
+    undo_reason = Column(Text)
+
+
+class Erasure(Base):
+    """The minimal record an erasure keeps: when, by whom, a keyed hash of who, and what
+    each store removed (counts only)."""
+
+    __tablename__ = "erasures"
+
+    id = Column(Integer, primary_key=True)
+    subject_hash = Column(String(64), nullable=False, index=True)
+    actor = Column(String(100), nullable=False)  # "customer" or an operator's name
+    receipt = Column(JSON, nullable=False, default=dict)  # store -> what was removed
+    erased_at = Column(UtcDateTime, nullable=False, default=utcnow)
+
+
+class Notification(Base):
+    """One proactive message to one contact on one channel: decided by ``can_send``,
+    retried with back-off, never dropped silently."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("reference", "channel", "external_id", name="uq_notification_ref"),
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    topic = Column(String(40), nullable=False)
+    channel = Column(String(50), nullable=False)
+    external_id = Column(String(200), nullable=False)
+    # What the message is about, e.g. "order:10001:shipped": sent once per recipient.
+    reference = Column(String(200), nullable=False)
+    text = Column(Text, nullable=False)
+    status = Column(String(20), nullable=False, default="pending")  # pending|sent|waiting|failed
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    last_error = Column(String(300))
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    sent_at = Column(UtcDateTime)
+
+
 def as_date(value: date | datetime | None) -> date | None:
     """A date from a date or datetime (None stays None)."""
     if isinstance(value, datetime):
         return value.date()
     return value
+
+
+class ExportToken(Base):
+    """A single-use, expiring download link for a customer's data export (asked for in
+    a chat, ``crm_bridge.export_links``). Holds no personal data: the export is built
+    when the link is opened."""
+
+    __tablename__ = "export_tokens"
+
+    id = Column(Integer, primary_key=True)
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    # SHA-256 of the token's random part: the token itself is never stored.
+    token_hash = Column(String(64), nullable=False, unique=True)
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    expires_at = Column(UtcDateTime, nullable=False)
+    used_at = Column(UtcDateTime)

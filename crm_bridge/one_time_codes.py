@@ -35,6 +35,10 @@ RATE_WINDOW = timedelta(minutes=10)
 MAX_WRONG_TRIES = 5
 LOCK_DURATION = timedelta(minutes=15)
 
+# Answers after which only a new code helps (the caller asks for the address again).
+NO_CODE = "Ask for a code first."
+EXPIRED_CODE = "That code has expired; ask for a new one."
+
 SUBJECT = "Your Rapport code"
 BODY = (
     "Your Rapport code is {code}. It expires in 10 minutes. "
@@ -181,9 +185,9 @@ class OneTimeCodes:
             .first()
         )
         if row is None:
-            raise InvalidInput("code", "Ask for a code first.")
+            raise InvalidInput("code", NO_CODE)
         if row.expires_at <= now:
-            raise InvalidInput("code", "That code has expired; ask for a new one.")
+            raise InvalidInput("code", EXPIRED_CODE)
         if hmac.compare_digest(row.code_hash, self._hash(channel, external_id, typed)):
             # Conditional: of two concurrent verifies of one code only one updates the row.
             used = session.execute(
@@ -193,7 +197,7 @@ class OneTimeCodes:
                 .execution_options(synchronize_session=False)
             )
             if used.rowcount != 1:
-                raise InvalidInput("code", "Ask for a code first.")
+                raise InvalidInput("code", NO_CODE)
             return int(row.contact_id)
         # Incremented in SQL so that concurrent wrong tries are all counted.
         session.execute(

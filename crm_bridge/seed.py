@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from crm_bridge import models
 from crm_bridge.db import session_factory, unit_of_work
-from crm_bridge.sql_gateway import find_identity
+from crm_bridge.identity_links import AGENT, find_identity
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,10 @@ def _seed_contact(session: Session, demo: DemoContact, today: date) -> int:
         added = 1
     for channel, external_id in demo.identities:
         if find_identity(session, channel, external_id) is None:
+            # Proven as if staff had checked them: the demo can change data at once.
             session.add(
                 models.ChannelIdentity(
-                    channel=channel, external_id=external_id, contact_id=contact.id
+                    channel=channel, external_id=external_id, contact_id=contact.id, proof=AGENT
                 )
             )
     for demo_order in demo.orders:

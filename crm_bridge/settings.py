@@ -18,17 +18,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from crm_bridge.errors import RapportError
+from crm_bridge.errors import SettingsError
+from crm_bridge.quiet_hours import QuietHours
+
+__all__ = ["SettingsError"]  # its home is crm_bridge.errors; imported from here too
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 T = TypeVar("T")
-
-
-class SettingsError(RapportError, ValueError):
-    """A setting has a value that cannot work; the message names the variable."""
 
 
 def env_field(name: str, default: Any, doc: str) -> Any:
@@ -102,6 +101,13 @@ class CrmSettings:
     session_timeout_minutes: int = env_field(
         "SESSION_TIMEOUT_MINUTES", 60, "inactivity after which an Interaction is closed"
     )
+    # Proactive messages (crm_bridge.proactive): no message goes out in these hours.
+    quiet_hours: str = env_field(
+        "QUIET_HOURS", "", "no proactive message in these hours, e.g. 21:00-08:00 (default: none)"
+    )
+    quiet_hours_timezone: str = env_field(
+        "QUIET_HOURS_TIMEZONE", "UTC", "time zone of the quiet hours"
+    )
 
     outcome_slot: str = env_field(
         "TRANSCRIPT_OUTCOME_SLOT", "interaction_outcome", "the slot actions report outcomes in"
@@ -136,6 +142,19 @@ class CrmSettings:
     shop_token_secret: str = env_field(
         "SHOP_TOKEN_SECRET", "", "verifies the shop's signed web chat tokens (HS256 JWT)"
     )
+    # The conversation stores: the bot writes them, and erasure (crm_bridge.erasure) and
+    # retention (crm_bridge.retention) must reach them without importing the bot.
+    redis_url: str = env_field(
+        "REDIS_URL", "", "Redis for the tracker and lock stores, dedupe and the web inbox"
+    )
+    tracker_database_url: str = env_field(
+        "TRACKER_DATABASE_URL", "", "Rasa's conversation store without Redis (default: SQLite)"
+    )
+    transcript_retention_days: int = env_field(
+        "TRANSCRIPT_RETENTION_DAYS",
+        365,
+        "transcripts and conversation events older than this are purged (0: kept for ever)",
+    )
 
     @property
     def database_url(self) -> str:
@@ -149,6 +168,9 @@ class CrmSettings:
         """Refuse values that cannot work."""
         if self.session_timeout_minutes < 1:
             raise SettingsError("SESSION_TIMEOUT_MINUTES must be at least 1")
+        QuietHours.parse(self.quiet_hours, self.quiet_hours_timezone)
+        if self.transcript_retention_days < 0:
+            raise SettingsError("TRANSCRIPT_RETENTION_DAYS must be 0 (keep) or more")
         import phonenumbers
 
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
@@ -161,7 +183,10 @@ class CrmSettings:
 def load(environ: Mapping[str, str] | None = None) -> CrmSettings:
     """The CRM settings from ``environ`` (default: this process's environment)."""
     settings = from_environ(CrmSettings, os.environ if environ is None else environ)
-    settings = dataclasses.replace(settings, phone_region=settings.phone_region.upper())
+    derived: dict[str, Any] = {"phone_region": settings.phone_region.upper()}
+    if not settings.tracker_database_url:
+        derived["tracker_database_url"] = f"sqlite:///{settings.var_dir / 'rasa_tracker.db'}"
+    settings = dataclasses.replace(settings, **derived)
     settings.validate()
     return settings
 

@@ -20,6 +20,8 @@ from crm_bridge.gateway import (
     TicketCategory,
     TicketView,
 )
+from crm_bridge.identity_links import ORDER_EMAIL, find_identity, is_proven, link
+from crm_bridge.models import utcnow
 from crm_bridge.rules import return_block, today
 from crm_bridge.validation import normalise_email, normalise_order_number, normalise_phone
 
@@ -65,18 +67,6 @@ def get_or_create_interaction(
     except IntegrityError:
         return session.execute(query).scalar_one()
     return interaction
-
-
-def find_identity(
-    session: Session, channel: str, external_id: str
-) -> models.ChannelIdentity | None:
-    """The channel identity (channel + the platform's user or conversation id), if known."""
-    return session.execute(
-        select(models.ChannelIdentity).where(
-            models.ChannelIdentity.channel == channel,
-            models.ChannelIdentity.external_id == external_id,
-        )
-    ).scalar_one_or_none()
 
 
 def contact_view(contact: models.Contact) -> ContactView:
@@ -125,10 +115,38 @@ class SqlCrmGateway:
         """A gateway on the database at ``url`` (engines are shared per URL)."""
         return cls(session_factory(url))
 
-    def find_contact_by_identity(self, channel: str, external_id: str) -> ContactView | None:
+    def find_contact_by_identity(
+        self, channel: str, external_id: str, proven: bool = False
+    ) -> ContactView | None:
         with unit_of_work(self._factory) as session:
             identity = find_identity(session, channel, external_id)
-            return contact_view(identity.contact) if identity else None
+            if identity is None or (proven and not is_proven(identity.proof)):
+                return None
+            return contact_view(identity.contact)
+
+    def find_contact_by_email(self, email: str) -> ContactView | None:
+        """The contact whose email this is (any case), or None; ``InvalidInput`` when it
+        is not an email address."""
+        address = normalise_email(email)
+        with unit_of_work(self._factory) as session:
+            contact = session.execute(
+                select(models.Contact).where(func.lower(models.Contact.email) == address)
+            ).scalar_one_or_none()
+            return contact_view(contact) if contact else None
+
+    def find_contact_by_phone(self, phone: str) -> ContactView | None:
+        """The one contact with this phone number, or None (also when several share it:
+        a shared number proves nobody); ``InvalidInput`` when it is not a phone number."""
+        number = normalise_phone(phone)
+        with unit_of_work(self._factory) as session:
+            contacts = (
+                session.execute(
+                    select(models.Contact).where(models.Contact.phone == number).limit(2)
+                )
+                .scalars()
+                .all()
+            )
+            return contact_view(contacts[0]) if len(contacts) == 1 else None
 
     def get_contact(self, contact_id: int) -> ContactView:
         """The contact with this id; ``ContactNotFound`` otherwise."""
@@ -144,19 +162,12 @@ class SqlCrmGateway:
         external_id: str,
         contact_id: int,
         conversation: ConversationRef | None = None,
+        proof: str = ORDER_EMAIL,
     ) -> None:
         with unit_of_work(self._factory) as session:
             if session.get(models.Contact, contact_id) is None:
                 raise ContactNotFound(f"No contact {contact_id}.")
-            identity = find_identity(session, channel, external_id)
-            if identity is None:
-                session.add(
-                    models.ChannelIdentity(
-                        channel=channel, external_id=external_id, contact_id=contact_id
-                    )
-                )
-            else:
-                identity.contact_id = contact_id
+            identity = link(session, channel, external_id, contact_id, proof, utcnow())
             if conversation is not None:
                 interaction = get_or_create_interaction(
                     session,
@@ -164,7 +175,7 @@ class SqlCrmGateway:
                     conversation.session_started_at,
                     conversation.channel,
                 )
-                interaction.contact_id = contact_id
+                interaction.contact_id = identity.contact_id  # after merges, the owner
 
     def get_order_for_contact(self, contact_id: int, order_number: str) -> OrderView:
         number = normalise_order_number(order_number)

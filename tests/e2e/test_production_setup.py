@@ -20,7 +20,7 @@ import redis
 import requests
 
 from bot.settings import PROJECT_ROOT
-from connectors.web_inbox import REDIS_CHECK_SECONDS, WebInbox
+from bot.web_inbox import REDIS_CHECK_SECONDS, WebInbox
 from crm_bridge.sql_gateway import SqlCrmGateway
 from tests.e2e.conftest import TELEGRAM_TOKEN, BotServers, start_bot_servers, stop_processes
 from tests.e2e.test_conversations import inbound, interactions_of, reply_text

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
-from connectors.web_inbox import REDIS_CHECK_SECONDS, InboxUnavailable, WebInbox
+from bot.web_inbox import REDIS_CHECK_SECONDS, InboxUnavailable, WebInbox
 
 pytestmark = pytest.mark.integration
 

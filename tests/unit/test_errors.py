@@ -8,9 +8,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions.handoff import tell_crm_failure
 from bot.agent_console import AgentConsoleError
 from bot.settings import SettingsError
+from bot.web_inbox import InboxUnavailable
 from connectors.refusals import status_for
 from connectors.rest import BadRequest
-from connectors.web_inbox import InboxUnavailable
 from crm_bridge import errors
 
 

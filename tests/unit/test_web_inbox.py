@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 from bot import settings as bot_settings
 from bot.handoff_service import push_to_customer
+from bot.web_inbox import WebInbox
 from connectors.rest import RestChannel
 from connectors.web import WebChatChannel
-from connectors.web_inbox import WebInbox
 from crm_bridge.handoff import HandoffView
 
 

@@ -22,6 +22,8 @@ from crm_bridge.gateway import Outcome, TicketCategory
 
 
 class ValidateCancelOrderForm(VerifiedOrderFormValidation):
+    needs_proof = True
+
     def name(self) -> str:
         return "validate_cancel_order_form"
 
@@ -35,7 +37,7 @@ class ActionCancelOrder(Action):
     def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[dict[str, Any]]:
-        found = load_verified_order(dispatcher, tracker)
+        found = load_verified_order(dispatcher, tracker, proven=True)
         if found is None:
             return reset_order_slots()
         contact, order = found

@@ -1,6 +1,7 @@
 """Update contact details (contact_update_form -> action_update_contact).
 
-Only for a verified customer: an unlinked one first proves an order's number and email.
+Only for a proven customer: anyone else first proves who they are with a code sent to the
+email on their account (an order's number and email are not enough to change details).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def parse_contact_value(raw: str) -> tuple[str, str]:
 
 class ValidateContactUpdateForm(VerifiedOrderFormValidation):
     needs_order_when_linked = False
+    needs_proof = True
 
     def name(self) -> str:
         return "validate_contact_update_form"
@@ -57,7 +59,7 @@ class ActionUpdateContact(Action):
     ) -> list[dict[str, Any]]:
         events = [*reset_order_slots(), SlotSet("new_contact_value", None)]
         try:
-            contact = linked_contact(tracker)
+            contact = linked_contact(tracker, proven=True)
             if contact is None:
                 dispatcher.utter_message(
                     text="I need to confirm who you are before changing any details."

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from bot.business_hours import BusinessHours
     from bot.handoff_service import HandoffService
     from crm_bridge.handoff import HandoffDesk
+    from crm_bridge.identity_proof import IdentityProofs
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,31 @@ def get_handoff_service() -> HandoffService:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def get_identity_proofs() -> IdentityProofs:
+    """Email codes, deep links, shop logins and phone contacts, checked against the CRM."""
+    from crm_bridge.db import session_factory
+    from crm_bridge.identity_proof import IdentityProofs
+    from crm_bridge.link_tokens import LinkTokens, identity_secret
+    from crm_bridge.mailer import mailer_from_settings
+    from crm_bridge.one_time_codes import OneTimeCodes
+
+    settings = crm_settings.load()
+    factory = session_factory(settings.database_url)
+    secret = identity_secret(settings)
+    return IdentityProofs(
+        gateway=get_gateway(),
+        codes=OneTimeCodes(factory, mailer_from_settings(settings), secret),
+        links=LinkTokens(factory, secret),
+        shop_token_secret=settings.shop_token_secret,
+    )
+
+
 def reset_gateway() -> None:
     """Forget the gateway and its companions, so the next call reads the environment
     again (tests, reloads)."""
     get_gateway.cache_clear()
+    get_identity_proofs.cache_clear()
     get_handoff_service.cache_clear()
     get_handoff_desk.cache_clear()
     get_agent_console.cache_clear()

@@ -66,6 +66,8 @@ def return_refusal(order: OrderView, on: date) -> str | None:
 
 
 class ValidateReturnForm(VerifiedOrderFormValidation):
+    needs_proof = True
+
     def name(self) -> str:
         return "validate_return_form"
 
@@ -77,12 +79,14 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
         result = super().validate_order_number(value, dispatcher, tracker, domain)
         return self._end_if_refused(result, result.get("order_number"), dispatcher, tracker)
 
-    def validate_email(
+    def validate_proof_code(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        """The order's email; once it proves the order, refuse at once when it must be."""
-        result = super().validate_email(value, dispatcher, tracker, domain)
-        number = tracker.get_slot("order_number") if result.get("email") else None
+        """The emailed code; once it proves the customer, refuse at once when the order
+        they already named cannot be returned."""
+        result = super().validate_proof_code(value, dispatcher, tracker, domain)
+        proven = result.get("proof_code") and result.get("order_number", True)
+        number = tracker.get_slot("order_number") if proven else None
         return self._end_if_refused(result, number, dispatcher, tracker)
 
     @staticmethod
@@ -93,9 +97,9 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
         if not number:
             return result
         try:
-            contact = linked_contact(tracker)
+            contact = linked_contact(tracker, proven=True)
             if contact is None:
-                return result  # not proven yet: the email comes first
+                return result  # not proven yet: the code comes first
             order = get_gateway().get_order_for_contact(contact.id, str(number))
         except RapportError:
             return result  # the next step reports it
@@ -110,7 +114,7 @@ class ValidateReturnForm(VerifiedOrderFormValidation):
     ) -> dict[str, Any]:
         """One of the order's items; otherwise offer them as buttons."""
         try:
-            _, order = verified_order(tracker)
+            _, order = verified_order(tracker, proven=True)
         except RapportError as error:
             tell_crm_failure(dispatcher, error, tracker)
             return {"return_item": None}
@@ -148,7 +152,7 @@ class ActionSubmitReturn(Action):
         events = [*reset_order_slots(), *(SlotSet(slot, None) for slot in RETURN_SLOTS)]
         if not tracker.get_slot("order_number"):
             return events  # the form ended early and said why (a refused return)
-        found = load_verified_order(dispatcher, tracker)
+        found = load_verified_order(dispatcher, tracker, proven=True)
         if found is None:
             return events
         contact, order = found

@@ -13,6 +13,9 @@ FLOW_FORMS = {
     "start_return": "return_form",
     "complaint": "complaint_form",
     "update_contact": "contact_update_form",
+    "manage_consent": "consent_form",
+    "data_access": "data_access_form",
+    "data_erasure": "data_erasure_form",
 }
 FORM_INTENTS = {form: intent for intent, form in FLOW_FORMS.items()}
 
@@ -24,6 +27,9 @@ FORM_SUBMIT_ACTIONS = {
     "return_form": "action_submit_return",
     "complaint_form": "action_file_complaint",
     "contact_update_form": "action_update_contact",
+    "consent_form": "action_record_consent",
+    "data_access_form": "action_show_my_data",
+    "data_erasure_form": "action_erase_my_data",
 }
 
 # The verified order (number + email) is shared by the order forms: a new form checks it
@@ -36,6 +42,9 @@ FORM_OWN_SLOTS = {
     "return_form": ("return_item", "return_reason"),
     "complaint_form": ("complaint_text",),
     "contact_update_form": ("new_contact_value",),
+    "consent_form": ("consent_topic", "consent_choice", "consent_channel"),
+    "data_access_form": (),
+    "data_erasure_form": ("erasure_confirmed",),
 }
 
 # How a flow is named when it is offered ("Would you rather ...?").
@@ -46,6 +55,9 @@ FLOW_LABELS = {
     "start_return": "start a return",
     "complaint": "make a complaint",
     "update_contact": "update your contact details",
+    "manage_consent": "change which messages you get from us",
+    "data_access": "see what we know about you",
+    "data_erasure": "delete your data",
 }
 
 # Free-text answers that naturally read like these flows' requests ("it arrived
@@ -75,6 +87,7 @@ NOT_AN_ANSWER_INTENTS = frozenset(
         "out_of_scope",
         "affirm",
         "deny",
+        "prove_identity",
         *INBOUND_INTENTS,
     }
 )

@@ -25,7 +25,7 @@ DUPLICATED_INTENTS = re.compile(
 )
 # Intents only ever sent as /intent shortcuts (the channels' inbound step,
 # connectors/inbound.py): no message of a customer is classified as one of them.
-SHORTCUT_ONLY_INTENTS = frozenset({"inbound_too_long"})
+SHORTCUT_ONLY_INTENTS = frozenset({"inbound_too_long", "prove_identity"})
 NO_EXAMPLES = re.compile(r"The intent '([^']+)' is listed in the domain file, but is not found")
 RESPONSE_IN_ACTION = re.compile(r"""response\s*=\s*["'](utter_[A-Za-z0-9_/]+)["']""")
 

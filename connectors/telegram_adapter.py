@@ -11,7 +11,11 @@ from typing import Any
 
 from telegram import Chat, Message, Update, User
 
+from crm_bridge.signed_tokens import looks_like_token
+
 GROUP_CHATS = {Chat.GROUP, Chat.SUPERGROUP}
+# The shortcut that carries a proof of identity in the metadata (actions/identity_proof.py).
+PROVE_IDENTITY = "/prove_identity"
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,11 @@ def incoming_message(
     if message.contact is not None:
         contact = message.contact
         own = message.from_user is not None and contact.user_id == message.from_user.id
+        # A proof of identity (actions/identity_proof.py), never a text for NLU.
         return Incoming(
             sender_id=sender,
             chat_id=message.chat.id,
-            text=contact.phone_number,
+            text=PROVE_IDENTITY,
             metadata={
                 "telegram": {
                     "shared_contact": {
@@ -100,7 +105,13 @@ def incoming_message(
     metadata: dict[str, Any] = {"telegram": {"chat_type": message.chat.type}}
     if text.startswith("/start"):
         # Deep links (t.me/<bot>?start=<payload>) open the chat with "/start <payload>".
+        # A link token (``python -m crm_bridge link-token``) proves who the customer is;
+        # any other payload (a campaign's name, say) is kept and the chat greets.
         payload = text[len("/start") :].strip()
-        metadata["telegram"]["start_payload"] = payload or None
-        text = "/greet"
+        if looks_like_token(payload):
+            metadata["link_token"] = payload
+            text = PROVE_IDENTITY
+        else:
+            metadata["telegram"]["start_payload"] = payload or None
+            text = "/greet"
     return Incoming(sender_id=sender, chat_id=message.chat.id, text=text, metadata=metadata)

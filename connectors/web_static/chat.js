@@ -84,14 +84,33 @@
     status.hidden = !text;
   }
 
-  function send(payload, shown) {
-    var mine = { from: "you", text: shown };
-    history.push(mine);
+  // A proof of identity in the page's address: ?link=<token> (a link made from the CRM)
+  // or ?shop_token=<JWT> (the shop's signed login). Taken once, then removed from the
+  // address bar so that it is not bookmarked, shared or kept in the browser's history.
+  function takeProof() {
+    var params = new URLSearchParams(window.location.search);
+    var proof = null;
+    if (params.get("link")) proof = { link_token: params.get("link") };
+    else if (params.get("shop_token")) proof = { shop_token: params.get("shop_token") };
+    if (proof) {
+      params.delete("link"); params.delete("shop_token");
+      var rest = params.toString();
+      window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
+    }
+    return proof;
+  }
+
+  // shown: the customer's bubble (null: none, e.g. a proof sent by the page itself).
+  function send(payload, shown, metadata) {
+    var mine = shown === null ? null : { from: "you", text: shown };
+    if (mine) history.push(mine);
     save(); render(); showStatus("");
+    var body = { sender: senderId(), message: payload };
+    if (metadata) body.metadata = metadata;
     return fetch(webhook, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sender: senderId(), message: payload })
+      body: JSON.stringify(body)
     }).then(function (response) {
       return response.json().then(function (body) {
         if (!response.ok) throw new Error(body.error || "The assistant could not take that message.");
@@ -108,7 +127,7 @@
       var at = history.indexOf(mine);
       if (at >= 0) history.splice(at, 1);
       save(); render();
-      input.value = shown;
+      if (mine) input.value = shown;
       showStatus("Sorry, that didn't go through: " + error.message + " Please try again.");
     });
   }
@@ -168,6 +187,8 @@
   });
 
   render();
-  if (!history.length) send("/greet", "Hi");
+  var proof = takeProof();
+  if (proof) send("/prove_identity", null, proof);
+  else if (!history.length) send("/greet", "Hi");
   pollInbox();
 })();

@@ -3,6 +3,7 @@ servers on loopback ports, with a fresh seeded SQLite CRM."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def fake_telegram() -> Iterator[FakeTelegramApi]:
 
 SLACK_SIGNING_SECRET = "slack-signing-secret-for-tests"
 AGENT_API_TOKEN = "agent-api-token-for-tests"
+SHOP_TOKEN_SECRET = "shop-token-secret-for-tests-0123456789"
 SLACK_AGENT_CHANNEL = "CAGENTS0001"
 
 
@@ -86,6 +88,7 @@ def bot_servers(
     the web chat, and Telegram and Slack pointed at their fake APIs."""
     channels_env = {
         "AGENT_API_TOKEN": AGENT_API_TOKEN,
+        "SHOP_TOKEN_SECRET": SHOP_TOKEN_SECRET,
         "SLACK_BOT_TOKEN": "xoxb-test-token",
         "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
         "SLACK_API_BASE_URL": fake_slack.base_url,
@@ -104,6 +107,8 @@ def bot_servers(
     assert_no_customer_text_in_logs(servers)
 
 
+EMAIL_IN_LOG = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+PHONE_IN_LOG = re.compile(r"\+?44[ ()-]*7700[ ()-]*900[ ()-]*\d{3}")
 # Shorter texts ("hi", "10001") also occur in log lines by chance.
 MIN_CHECKED_TEXT_CHARS = 12
 
@@ -120,3 +125,7 @@ def assert_no_customer_text_in_logs(servers: BotServers) -> None:
         if len(text) >= MIN_CHECKED_TEXT_CHARS and not text.startswith("/") and text in logs
     )
     assert leaked == [], f"customer texts in the server logs: {leaked[:5]}"
+    # Nor any email address or phone number (the tests' customers use the +44 7700 900xxx
+    # range kept for drama), whoever wrote it: a customer, the CRM or a code mail.
+    addresses = sorted(set(EMAIL_IN_LOG.findall(logs)) | set(PHONE_IN_LOG.findall(logs)))
+    assert addresses == [], f"emails or phone numbers in the server logs: {addresses[:5]}"

@@ -25,13 +25,13 @@ def new_sender(prefix: str) -> str:
 
 
 def linked_sender(servers: BotServers, email: str, prefix: str) -> str:
-    """A fresh REST sender already linked to the demo contact with this email."""
+    """A fresh REST sender already linked (and proven) to the demo contact with this email."""
     sender = new_sender(prefix)
     gateway = SqlCrmGateway.from_url(servers.crm_url)
     contact_id = gateway.verify_order_email(
         {"alice@example.com": "10001", "bob@example.com": "10003"}[email], email
     ).contact_id
-    gateway.link_identity("rest", sender, contact_id)
+    gateway.link_identity("rest", sender, contact_id, proof="link_token")
     return sender
 
 

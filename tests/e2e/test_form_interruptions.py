@@ -24,6 +24,10 @@ FORMS = {
     "return_form": ("I want to return something", "order number"),
     "complaint_form": ("I want to make a complaint", "what happened"),
     "contact_update_form": ("I want to change my email", "new email"),
+    # "marketing" names the topic, so the form asks whether to send or stop. The data
+    # access form asks nothing of a proven customer, and the erasure form is left out:
+    # its "yes" would erase the demo customer every other test talks as.
+    "consent_form": ("manage my marketing preferences", "get these messages"),
 }
 # One representative message per intent (from data/nlu).
 INTERRUPTIONS = {
@@ -45,6 +49,9 @@ INTERRUPTIONS = {
     "delivery_problem": "my parcel is late",
     "cancel_order": "I want to cancel my order",
     "start_return": "I want to return something",
+    "manage_consent": "stop sending me offers",
+    "data_access": "what do you know about me?",
+    "data_erasure": "delete my data",
 }
 # The inbound step's shortcuts, with the metadata it sends.
 INBOUND = {

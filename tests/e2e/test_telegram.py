@@ -80,7 +80,8 @@ def press_telegram_button(servers: BotServers, chat: int, question: Any, title: 
 
 
 def test_the_webhook_is_registered_with_a_secret(bot_servers, fake_telegram) -> None:
-    [registration] = fake_telegram.calls_to("setWebhook")
+    # Registered once the server has started, which may be just after it answers.
+    [registration] = fake_telegram.wait_for("setWebhook", 1)
     assert registration.params["secret_token"] == TELEGRAM_SECRET
     assert registration.params["url"].endswith("/webhooks/telegram/webhook")
 

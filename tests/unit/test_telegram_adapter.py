@@ -37,7 +37,7 @@ def test_a_shared_contact_reaches_rasa_as_metadata() -> None:
         update(message=message({"id": 77, "type": "private"}, contact=contact))
     )
     assert incoming is not None
-    assert incoming.text == "+447700900123"
+    assert incoming.text == "/prove_identity"
     assert incoming.metadata["telegram"]["shared_contact"] == {
         "phone": "+447700900123",
         "user_id": 77,
@@ -45,12 +45,28 @@ def test_a_shared_contact_reaches_rasa_as_metadata() -> None:
     }
 
 
-def test_deep_link_payload_is_metadata_and_the_text_a_greeting() -> None:
+def test_a_deep_link_token_is_a_proof_of_identity_in_the_metadata() -> None:
+    token = "A" * 22 + "b-_" + "9" * 19  # the shape of crm_bridge.link_tokens' tokens
+    incoming = incoming_message(
+        update(message=message({"id": 77, "type": "private"}, f"/start {token}"))
+    )
+    assert incoming is not None and incoming.text == "/prove_identity"
+    assert incoming.metadata["link_token"] == token
+
+
+def test_another_deep_link_payload_is_kept_and_the_text_a_greeting() -> None:
     incoming = incoming_message(
         update(message=message({"id": 77, "type": "private"}, "/start ref-9"))
     )
     assert incoming is not None and incoming.text == "/greet"
     assert incoming.metadata["telegram"]["start_payload"] == "ref-9"
+    assert "link_token" not in incoming.metadata
+
+
+def test_a_plain_start_is_a_greeting() -> None:
+    incoming = incoming_message(update(message=message({"id": 77, "type": "private"}, "/start")))
+    assert incoming is not None and incoming.text == "/greet"
+    assert "link_token" not in incoming.metadata
 
 
 def test_group_members_have_their_own_conversations() -> None:

@@ -153,3 +153,82 @@ def test_a_web_chat_page_gets_what_another_instance_stored(
     assert time.monotonic() - stored_at < REDIS_CHECK_SECONDS + 3
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     assert not client.exists(f"rapport:web:inbox:{sender}")  # taken: delivered once
+
+
+def test_an_erased_customer_is_in_no_store_and_others_are_untouched(
+    production_servers: BotServers, polling_telegram: FakeTelegramApi
+) -> None:
+    """Chloé talks over REST (proving herself with an emailed code and changing her phone)
+    and over Telegram (a deep link), with a web chat message waiting for her in Redis and
+    her events waiting in RabbitMQ; then `python -m crm_bridge erase` and a scan of every
+    table, Redis key, queued message and mail."""
+    from crm_bridge import settings as crm_settings
+    from crm_bridge.db import session_factory
+    from crm_bridge.link_tokens import LinkTokens, identity_secret
+    from tests.e2e.test_identity_proof import latest_code
+    from tests.privacy_scan import scan_queue, scan_redis, scan_sql
+
+    servers = production_servers
+    gateway = SqlCrmGateway.from_url(servers.crm_url)
+    chloe = gateway.find_contact_by_email("chloe@example.com")
+    assert chloe is not None
+    rest_sender = f"e2e-erase-{uuid.uuid4().hex[:8]}"
+    servers.say(rest_sender, "I want to change my phone number")
+    servers.say(rest_sender, "chloe@example.com")
+    servers.say(rest_sender, latest_code(servers, "chloe@example.com"))
+    done = servers.say(rest_sender, "+44 7700 900777")
+    assert "+447700900777" in reply_text(done)
+
+    settings = crm_settings.load({"RAPPORT_VAR_DIR": servers.env["RAPPORT_VAR_DIR"]})
+    token = LinkTokens(session_factory(servers.crm_url), identity_secret(settings)).issue(chloe.id)
+    chat = 5550777
+    polling_telegram.queue_update(message_update(chat, f"/start {token}"))
+    [welcome] = polling_telegram.sent_to(chat, 1)
+    assert welcome.params["text"].startswith("Hi Chloé")
+
+    async def leave_a_web_message() -> None:
+        inbox = WebInbox(REDIS_URL)
+        try:
+            await inbox.put(rest_sender, {"text": "Chloé, your parcel...", "agent": True})
+        finally:
+            await inbox.close()
+
+    asyncio.run(leave_a_web_message())
+    # Alice, who must be untouched: a linked conversation of her own.
+    alice_sender = f"e2e-keep-{uuid.uuid4().hex[:8]}"
+    alice = gateway.find_contact_by_email("alice@example.com")
+    assert alice is not None
+    gateway.link_identity("rest", alice_sender, alice.id, proof="link_token")
+    servers.say(alice_sender, "hi")
+
+    erase = subprocess.run(
+        [sys.executable, "-m", "crm_bridge", "erase", "chloe@example.com", "--yes"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **servers.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert erase.returncode == 0, erase.stderr[-2000:]
+    assert "Chloé" not in erase.stdout and "chloe@" not in erase.stdout  # a receipt of counts
+
+    # The trackers live in Redis here (the tracker store of this set-up).
+    needles = ["chloe@example.com", "Chloé Dubois", "+447700900777", rest_sender, str(chat)]
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    queue = servers.env["RAPPORT_EVENTS_QUEUE"]
+    found = [
+        *scan_sql(servers.crm_url, needles),
+        *scan_redis(client, needles),
+        *asyncio.run(scan_queue(AMQP_URL, queue, needles)),
+        *(
+            f"{mail.name}: {needle}"
+            for mail in (Path(servers.env["RAPPORT_VAR_DIR"]) / "outbox").glob("*.eml")
+            for needle in needles
+            if needle in mail.read_text()
+        ),
+    ]
+    assert found == []
+    # Alice is still there: her contact, her link, her conversation in Redis.
+    kept = gateway.find_contact_by_identity("rest", alice_sender)
+    assert kept is not None and kept.email == "alice@example.com"
+    assert any(alice_sender in key.decode() for key in client.scan_iter("rapport*"))

@@ -12,13 +12,14 @@ export
 endif
 
 .PHONY: help install services browser migrate seed train run workbench shell telegram-polling test test-unit test-integration \
-        test-e2e test-stories lint format validate consumer notify-worker clean
+        test-e2e test-stories lint format validate consumer notify-worker outbox-worker clean
 
 help:
 	@echo "make run     install, migrate + seed the demo CRM, train if needed, serve on :5005"
 	@echo "make shell   chat with the running assistant (as demo-alice)"
 	@echo "make workbench  the trainers' web app on :5010 (accounts: python -m crm_bridge add-user)"
 	@echo "make notify-worker  sends due proactive messages (python -m bot notify --help)"
+	@echo "make outbox-worker  delivers CRM writes to HubSpot/Salesforce (docs/crms.md)"
 	@echo "make test    install, start local services if missing, lint, validate, all test tiers"
 
 install:
@@ -59,6 +60,10 @@ consumer: install
 # Proactive messages: sends what is due (retries, messages kept for quiet hours) every 30 s.
 notify-worker: migrate
 	$(PY) -m bot notify --deliver --every 30
+
+# The remote CRM's outbox alone (`make run` starts it when CRM_BACKEND is not sql).
+outbox-worker: migrate
+	$(PY) -m crm_bridge outbox run
 
 lint: install
 	$(PY) -m ruff check .

@@ -22,10 +22,12 @@ logger = logging.getLogger(__name__)
 
 @functools.lru_cache(maxsize=1)
 def get_gateway() -> CrmGateway:
-    """The gateway for CRM_DATABASE_URL (SQLite under var/ by default), built once."""
+    """The gateway for CRM_DATABASE_URL (SQLite under var/ by default), built once; with a
+    remote CRM_BACKEND its writes also go to the outbox."""
     from crm_bridge.sql_gateway import SqlCrmGateway
 
-    return SqlCrmGateway.from_url(crm_settings.database_url())
+    settings = crm_settings.load()
+    return SqlCrmGateway.from_url(settings.database_url, outbox_backend=settings.crm_backend)
 
 
 @functools.lru_cache(maxsize=1)

@@ -38,11 +38,10 @@ class InteractionLogBroker(EventBroker):
     def __init__(self, crm_database_url: str | None = None) -> None:
         from crm_bridge.interaction_log import InteractionLog
 
-        if crm_database_url is None:
-            from crm_bridge import settings as crm_settings
-
-            crm_database_url = crm_settings.database_url()
-        self._log = InteractionLog(crm_database_url)
+        crm = bot_settings.current().crm
+        self._log = InteractionLog(
+            crm_database_url or crm.database_url, outbox_backend=crm.crm_backend
+        )
         self._queue: queue.Queue[Any] = queue.Queue()
         # Counts events published but not yet written, so flush() knows when it is done.
         self._unwritten = 0

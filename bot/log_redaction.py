@@ -31,6 +31,10 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.api_token,
         settings.jwt_secret,
         settings.agent_api_token,
+        settings.crm.smtp_password,
+        settings.crm.identity_secret,
+        settings.crm.shop_token_secret,
+        settings.crm.hubspot_access_token,
     ]
     for url in (settings.redis_url, settings.rabbitmq_url, crm_settings.database_url()):
         password = urlsplit(url).password if url else None

@@ -1,5 +1,6 @@
-"""Run everything the assistant needs on one machine: action server, Rasa server and,
-when RabbitMQ is configured, the CRM event consumer.
+"""Run everything the assistant needs on one machine: action server, Rasa server,
+when RabbitMQ is configured the CRM event consumer, and when CRM_BACKEND names a remote
+CRM the outbox worker that delivers to it.
 
 If any of them stops, the others are stopped too, so a half-running bot never
 pretends to be healthy. Ctrl-C or SIGTERM stops all of them.
@@ -40,6 +41,9 @@ def child_commands(settings: bot_settings.Settings, model: Path) -> dict[str, li
     }
     if settings.rabbitmq_url:
         commands["consumer"] = [python, "-m", "crm_bridge.consumer"]
+    if settings.crm.crm_backend != "sql":
+        # Delivers the outbox to the remote CRM, outside every request (crm_bridge.outbox).
+        commands["outbox"] = [python, "-m", "crm_bridge", "outbox", "run"]
     return commands
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from crm_bridge import cli_merging, cli_privacy, errors, models, settings
+from crm_bridge import cli_merging, cli_outbox, cli_privacy, errors, models, settings
 from crm_bridge.db import session_factory, unit_of_work
 from crm_bridge.errors import Conflict, InvalidInput, RapportError
 
@@ -364,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--web-url", help="print a web chat link (the token as ?link=)")
     cli_privacy.register(sub)  # erase, purge
     cli_merging.register(sub)  # merge, unmerge, merges
+    cli_outbox.register(sub)  # outbox run, status, retry, drop
     return parser
 
 

@@ -53,7 +53,7 @@ class EventConsumer:
         self.amqp_url = amqp_url
         self.queue_name = queue or settings.events_queue()
         self.exchange_name = exchange or settings.events_exchange()
-        self.log = InteractionLog(crm_url)
+        self.log = InteractionLog(crm_url, outbox_backend=settings.load().crm_backend)
         self._stopped = asyncio.Event()
         # aio-pika runs one callback task per delivery; the (FIFO) lock makes them
         # record events in delivery order, which the session boundaries rely on.

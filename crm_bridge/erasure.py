@@ -245,6 +245,8 @@ def erase_crm(session: Session, subject: Subject) -> StoreReport:
         ("one-time codes", M.OneTimeCode),
         ("link tokens", M.LinkToken),
         ("export links", M.ExportToken),
+        # Pending writes to a remote CRM carry the person's details and transcripts.
+        ("outbox events", M.OutboxEvent),
         ("consents", M.Consent),
         ("notifications", M.Notification),
         ("identities", M.ChannelIdentity),

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from crm_bridge import settings as crm_settings
 from crm_bridge.db import session_factory, unit_of_work
 from crm_bridge.gateway import Outcome
 from crm_bridge.identity_links import find_identity
+from crm_bridge.outbox_payloads import record_conversation
 from crm_bridge.sql_gateway import get_or_create_interaction
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ TRANSCRIPT_EVENTS = frozenset({"user", "bot"})
 # transcript (the customer's words, where Rasa got an intent shortcut or a cut text) and
 # the detected language.
 INBOUND_METADATA_KEY = "inbound"
+IDLE_BATCH = 200  # interactions closed per call of close_idle (one short transaction)
 
 
 def _names(csv: str) -> frozenset[str]:
@@ -93,15 +95,24 @@ def _validated(event: Any) -> tuple[str, str, float]:
 
 
 class InteractionLog:
-    """Writes conversation events to the CRM (one transaction per batch)."""
+    """Writes conversation events to the CRM (one transaction per batch).
+
+    With ``outbox_backend`` naming a remote CRM (``CRM_BACKEND``), each Interaction with
+    a contact that a new session closes is recorded in its outbox, transcript included,
+    in the same transaction.
+    """
 
     def __init__(
-        self, url_or_factory: str | sessionmaker, vocabulary: DialogueVocabulary | None = None
+        self,
+        url_or_factory: str | sessionmaker,
+        vocabulary: DialogueVocabulary | None = None,
+        outbox_backend: str | None = None,
     ) -> None:
         self._factory = (
             session_factory(url_or_factory) if isinstance(url_or_factory, str) else url_or_factory
         )
         self.vocabulary = vocabulary or DialogueVocabulary.from_settings(crm_settings.load())
+        self.outbox_backend = outbox_backend
 
     def record_events(self, events: Sequence[Mapping[str, Any]] | Iterable[Any]) -> int:
         """Record a batch of events; returns how many transcript lines were added.
@@ -132,7 +143,7 @@ class InteractionLog:
     ) -> tuple[models.Interaction | None, int]:
         if kind == "session_started":
             interaction = get_or_create_interaction(session, sender, ts)
-            close_earlier_sessions(session, interaction)
+            close_earlier_sessions(session, interaction, self.outbox_backend)
             return interaction, 0
         vocabulary = self.vocabulary
         if (
@@ -229,8 +240,10 @@ def current_interaction(session: Session, sender: str, ts: float) -> models.Inte
     ).scalar_one_or_none()
 
 
-def close_earlier_sessions(session: Session, interaction: models.Interaction) -> None:
-    """A new session ends the sender's earlier ones."""
+def close_earlier_sessions(
+    session: Session, interaction: models.Interaction, outbox_backend: str | None = None
+) -> None:
+    """A new session ends the sender's earlier ones (each goes to the outbox, if any)."""
     earlier = session.execute(
         select(models.Interaction).where(
             models.Interaction.sender_id == interaction.sender_id,
@@ -240,6 +253,28 @@ def close_earlier_sessions(session: Session, interaction: models.Interaction) ->
     ).scalars()
     for previous in earlier:
         previous.closed = True
+        record_conversation(session, outbox_backend, previous)
+
+
+def close_idle(factory: sessionmaker, idle_minutes: int, outbox_backend: str | None) -> int:
+    """Close the Interactions idle for ``idle_minutes`` (``SESSION_TIMEOUT_MINUTES``) and
+    record each in the outbox; how many. The outbox worker runs it before each round:
+    a customer who never writes again starts no new session, and their conversation
+    must still reach the remote CRM."""
+    cutoff = datetime.now(timezone.utc) - timedelta(minutes=idle_minutes)
+    with unit_of_work(factory) as session:
+        idle = session.execute(
+            select(models.Interaction)
+            .where(models.Interaction.closed.is_(False), models.Interaction.ended_at < cutoff)
+            .order_by(models.Interaction.id)
+            .limit(IDLE_BATCH)
+        ).scalars()
+        closed = 0
+        for interaction in idle:
+            interaction.closed = True
+            record_conversation(session, outbox_backend, interaction)
+            closed += 1
+        return closed
 
 
 def report_outcome(interaction: models.Interaction, value: Any) -> None:

@@ -52,8 +52,9 @@ MOVED_TABLES: tuple[tuple[str, Any], ...] = (
 # target's data (it was created after the merge, so it stays). Their rate limits and
 # locks are per channel identity, not per contact, so nothing is weakened by leaving
 # them. Handoffs have no contact column: they follow their interaction. The erasure
-# collects merged contacts, so these rows are still erased with the customer.
-KEPT_TABLES: tuple[str, ...] = ("one_time_codes", "link_tokens", "export_tokens")
+# collects merged contacts, so these rows are still erased with the customer. Outbox
+# events describe the source's own remote record and are delivered as they were recorded.
+KEPT_TABLES: tuple[str, ...] = ("one_time_codes", "link_tokens", "export_tokens", "outbox_events")
 
 MAX_ACTOR_CHARS = 100
 MAX_REASON_CHARS = 2000

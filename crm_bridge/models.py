@@ -466,3 +466,52 @@ class ExportToken(Base):
     created_at = Column(UtcDateTime, nullable=False, default=utcnow)
     expires_at = Column(UtcDateTime, nullable=False)
     used_at = Column(UtcDateTime)
+
+
+class OutboxEvent(Base):
+    """One write to mirror in the remote CRM (``CRM_BACKEND``), recorded in the same
+    transaction as the local write and delivered by the outbox worker
+    (``crm_bridge.outbox``), in order per contact."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        # "Is an older event of this contact still undelivered?" (per-contact order).
+        Index("ix_outbox_contact", "contact_id", "id"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    backend = Column(String(20), nullable=False)  # hubspot | salesforce
+    kind = Column(String(30), nullable=False)  # crm_bridge.remote.base.EventKind
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    # The local record it is about (contact:3, ticket:7, interaction:42): the remote
+    # write's idempotency key.
+    key = Column(String(100), nullable=False)
+    # What the remote record needs; emptied once delivered or dropped (it holds personal
+    # data that the remote CRM now has, or that nobody will send).
+    payload = Column(JSON, nullable=False, default=dict)
+    status = Column(String(10), nullable=False, default="pending")
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    last_error = Column(String(300))  # the error's kind and message, never personal data
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)
+    delivered_at = Column(UtcDateTime)
+    # A worker delivering it holds it until then; after a crash another one takes over.
+    lease_until = Column(UtcDateTime)
+    lease_owner = Column(String(64))
+    dropped_by = Column(String(100))  # the operator who dropped a parked event
+    dropped_at = Column(UtcDateTime)
+
+
+class RemoteRef(Base):
+    """The id a remote CRM gave a local record (``contact:3`` -> HubSpot contact 501),
+    so a retried write updates that record instead of creating a second one."""
+
+    __tablename__ = "remote_refs"
+    __table_args__ = (UniqueConstraint("backend", "key", name="uq_remote_ref"),)
+
+    id = Column(Integer, primary_key=True)
+    backend = Column(String(20), nullable=False)
+    key = Column(String(100), nullable=False)
+    remote_id = Column(String(100), nullable=False)
+    created_at = Column(UtcDateTime, nullable=False, default=utcnow)

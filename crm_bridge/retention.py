@@ -99,6 +99,12 @@ def purge_crm(session: Session, cutoff: datetime, now: datetime, dry_run: bool) 
             (models.ExportToken.created_at < cutoff)
             & or_(models.ExportToken.used_at.is_not(None), models.ExportToken.expires_at < now),
         ),
+        # Delivered or dropped events keep no payload, only their bookkeeping.
+        "outbox events": (
+            models.OutboxEvent,
+            (models.OutboxEvent.created_at < cutoff)
+            & models.OutboxEvent.status.in_(("delivered", "dropped")),
+        ),
     }
     done: dict[str, int] = {}
     for label, (model, condition) in targets.items():

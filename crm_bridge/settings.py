@@ -28,6 +28,8 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 T = TypeVar("T")
+# CRM_BACKEND's values: the SQL CRM alone, or a remote CRM mirrored through the outbox.
+CRM_BACKENDS = ("sql", "hubspot", "salesforce")
 
 
 def env_field(name: str, default: Any, doc: str) -> Any:
@@ -88,6 +90,11 @@ class CrmSettings:
     )
     crm_database_url: str = env_field(
         "CRM_DATABASE_URL", "", "the CRM's SQLAlchemy URL (default: SQLite in the var folder)"
+    )
+    # sql: the database above is the CRM; hubspot / salesforce: it stays the bot's own
+    # store and its writes are mirrored there through the outbox (crm_bridge.outbox).
+    crm_backend: str = env_field(
+        "CRM_BACKEND", "sql", "sql, or a remote CRM that receives its writes: hubspot, salesforce"
     )
     rabbitmq_url: str = env_field(
         "RABBITMQ_URL", "", "publish conversation events to RabbitMQ (default: in-process log)"
@@ -155,6 +162,23 @@ class CrmSettings:
         365,
         "transcripts and conversation events older than this are purged (0: kept for ever)",
     )
+    # HubSpot (CRM_BACKEND=hubspot; crm_bridge.remote.hubspot, docs/crms.md).
+    hubspot_access_token: str = env_field(
+        "HUBSPOT_ACCESS_TOKEN", "", "HubSpot private app access token (CRM_BACKEND=hubspot)"
+    )
+    hubspot_api_base_url: str = env_field(
+        "HUBSPOT_API_BASE_URL", "https://api.hubapi.com", "HubSpot's API root"
+    )
+    hubspot_mapping: Path = env_field(
+        "HUBSPOT_MAPPING",
+        PROJECT_ROOT / "crm" / "hubspot.yml",
+        "the HubSpot mapping file: identity property, ticket pipelines and stages",
+    )
+    hubspot_requests_per_10s: int = env_field(
+        "HUBSPOT_REQUESTS_PER_10S",
+        190,
+        "requests per 10 s this process sends HubSpot (private apps: 190; lower tiers: 100)",
+    )
 
     @property
     def database_url(self) -> str:
@@ -169,8 +193,18 @@ class CrmSettings:
         if self.session_timeout_minutes < 1:
             raise SettingsError("SESSION_TIMEOUT_MINUTES must be at least 1")
         QuietHours.parse(self.quiet_hours, self.quiet_hours_timezone)
+        if self.crm_backend not in CRM_BACKENDS:
+            raise SettingsError(
+                f"CRM_BACKEND must be one of {', '.join(CRM_BACKENDS)}, got {self.crm_backend!r}"
+            )
         if self.transcript_retention_days < 0:
             raise SettingsError("TRANSCRIPT_RETENTION_DAYS must be 0 (keep) or more")
+        if self.crm_backend == "hubspot" and not self.hubspot_access_token:
+            raise SettingsError(
+                "HUBSPOT_ACCESS_TOKEN must be set (a private app's token) when CRM_BACKEND=hubspot"
+            )
+        if not 1 <= self.hubspot_requests_per_10s <= 1000:
+            raise SettingsError("HUBSPOT_REQUESTS_PER_10S must be between 1 and 1000")
         import phonenumbers
 
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
@@ -183,7 +217,10 @@ class CrmSettings:
 def load(environ: Mapping[str, str] | None = None) -> CrmSettings:
     """The CRM settings from ``environ`` (default: this process's environment)."""
     settings = from_environ(CrmSettings, os.environ if environ is None else environ)
-    derived: dict[str, Any] = {"phone_region": settings.phone_region.upper()}
+    derived: dict[str, Any] = {
+        "phone_region": settings.phone_region.upper(),
+        "crm_backend": settings.crm_backend.lower(),
+    }
     if not settings.tracker_database_url:
         derived["tracker_database_url"] = f"sqlite:///{settings.var_dir / 'rasa_tracker.db'}"
     settings = dataclasses.replace(settings, **derived)

@@ -22,6 +22,14 @@ from crm_bridge.gateway import (
 )
 from crm_bridge.identity_links import ORDER_EMAIL, find_identity, is_proven, link
 from crm_bridge.models import utcnow
+from crm_bridge.outbox_payloads import (
+    open_contact_upsert,
+    record_contact,
+    record_return,
+    record_ticket,
+    settle_contact_upsert,
+)
+from crm_bridge.remote.base import EventKind
 from crm_bridge.rules import return_block, today
 from crm_bridge.validation import normalise_email, normalise_order_number, normalise_phone
 
@@ -105,15 +113,21 @@ def _clean_text(field: str, value: str, limit: int) -> str:
 
 
 class SqlCrmGateway:
-    """:class:`crm_bridge.gateway.CrmGateway` on SQLAlchemy; one unit of work per call."""
+    """:class:`crm_bridge.gateway.CrmGateway` on SQLAlchemy; one unit of work per call.
 
-    def __init__(self, factory: sessionmaker) -> None:
+    With ``outbox_backend`` naming a remote CRM (``CRM_BACKEND``), linked contacts, new
+    contact details, tickets and returns are also recorded in its outbox, in the same
+    unit of work (``crm_bridge.outbox``).
+    """
+
+    def __init__(self, factory: sessionmaker, outbox_backend: str | None = None) -> None:
         self._factory = factory
+        self._outbox = outbox_backend
 
     @classmethod
-    def from_url(cls, url: str) -> SqlCrmGateway:
+    def from_url(cls, url: str, outbox_backend: str | None = None) -> SqlCrmGateway:
         """A gateway on the database at ``url`` (engines are shared per URL)."""
-        return cls(session_factory(url))
+        return cls(session_factory(url), outbox_backend)
 
     def find_contact_by_identity(
         self, channel: str, external_id: str, proven: bool = False
@@ -167,7 +181,13 @@ class SqlCrmGateway:
         with unit_of_work(self._factory) as session:
             if session.get(models.Contact, contact_id) is None:
                 raise ContactNotFound(f"No contact {contact_id}.")
+            before = find_identity(session, channel, external_id)
+            owner_before = before.contact_id if before is not None else None
+            upsert = open_contact_upsert(session, self._outbox, contact_id)
             identity = link(session, channel, external_id, contact_id, proof, utcnow())
+            # A new link, or one moved to another contact: not a repeated one.
+            changed = identity.contact_id != owner_before
+            settle_contact_upsert(session, upsert, identity.contact_id, changed)
             if conversation is not None:
                 interaction = get_or_create_interaction(
                     session,
@@ -237,6 +257,7 @@ class SqlCrmGateway:
             )
             session.add(ticket)
             session.flush()
+            record_ticket(session, self._outbox, ticket, interaction.contact_id)
             return TicketView(
                 id=ticket.id,
                 reference=ticket.reference,
@@ -280,6 +301,7 @@ class SqlCrmGateway:
             )
             session.add(request)
             session.flush()
+            record_return(session, self._outbox, request)
             return ReturnView(
                 id=request.id,
                 reference=request.reference,
@@ -312,6 +334,7 @@ class SqlCrmGateway:
             if new_phone is not None:
                 contact.phone = new_phone
             session.flush()
+            record_contact(session, self._outbox, EventKind.CONTACT_UPDATED, contact_id)
             return contact_view(contact)
 
     @staticmethod

@@ -27,9 +27,13 @@ def gateway_url(crm_url: str) -> str:
     return crm_url
 
 
-@pytest.fixture
-def gateway(gateway_url: str) -> SqlCrmGateway:
-    return SqlCrmGateway.from_url(gateway_url)
+@pytest.fixture(params=["sql", "hubspot", "salesforce"])
+def gateway(gateway_url: str, request: pytest.FixtureRequest) -> SqlCrmGateway:
+    """The same suite for each CRM_BACKEND: with a remote CRM the gateway also records
+    outbox events in its transactions, which must change nothing the bot sees (delivery
+    to HubSpot is tested in tests/integration/test_hubspot_outbox.py)."""
+    backend = None if request.param == "sql" else request.param
+    return SqlCrmGateway(session_factory(gateway_url), outbox_backend=backend)
 
 
 def conversation(sender: str = "web-1") -> ConversationRef:

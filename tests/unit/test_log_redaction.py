@@ -31,3 +31,15 @@ def test_configured_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch, caplog
     for secret in ("SECRET-bot-token", "broker-pass", "xoxb-slack-secret", "signing-secret-value"):
         assert secret not in text
     assert "bot***/sendMessage" in text and "amqp://rapport:***@mq.internal" in text
+
+
+def test_mail_identity_shop_and_crm_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "SMTP_PASSWORD": "smtp-password-value",
+        "IDENTITY_SECRET": "identity-secret-" + "x" * 32,
+        "SHOP_TOKEN_SECRET": "shop-token-secret-" + "y" * 32,
+        "HUBSPOT_ACCESS_TOKEN": "pat-eu1-hubspot-token",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    assert set(secrets.values()) <= set(log_redaction.secrets_of(bot_settings.load()))

@@ -73,6 +73,7 @@ def test_old_transcripts_and_events_go_recent_ones_stay(crm_url: str, stores) ->
         "one-time codes": 1,
         "link tokens": 1,
         "export links": 0,
+        "outbox events": 0,
     }
     assert removed["tracker (sql)"]["events"] >= 2
     assert [r.line() for r in report.stores][2] == "redis: not configured"

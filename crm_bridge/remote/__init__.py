@@ -1,0 +1,1 @@
+"""Remote CRMs (HubSpot, Salesforce) that receive the CRM's writes through the outbox."""

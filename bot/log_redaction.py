@@ -35,6 +35,9 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.crm.identity_secret,
         settings.crm.shop_token_secret,
         settings.crm.hubspot_access_token,
+        settings.crm.salesforce_access_token,
+        settings.crm.salesforce_password,
+        settings.crm.salesforce_security_token,
     ]
     for url in (settings.redis_url, settings.rabbitmq_url, crm_settings.database_url()):
         password = urlsplit(url).password if url else None

@@ -179,6 +179,46 @@ class CrmSettings:
         190,
         "requests per 10 s this process sends HubSpot (private apps: 190; lower tiers: 100)",
     )
+    # Salesforce (CRM_BACKEND=salesforce; crm_bridge.remote.salesforce, docs/crms.md).
+    salesforce_instance_url: str = env_field(
+        "SALESFORCE_INSTANCE_URL",
+        "",
+        "the org's URL, e.g. https://acme.my.salesforce.com (with SALESFORCE_ACCESS_TOKEN)",
+    )
+    salesforce_access_token: str = env_field(
+        "SALESFORCE_ACCESS_TOKEN", "", "a Salesforce session id / OAuth access token"
+    )
+    salesforce_username: str = env_field(
+        "SALESFORCE_USERNAME", "", "the integration user (password or JWT bearer login)"
+    )
+    salesforce_password: str = env_field(
+        "SALESFORCE_PASSWORD", "", "the integration user's password (password login)"
+    )
+    salesforce_security_token: str = env_field(
+        "SALESFORCE_SECURITY_TOKEN", "", "the integration user's security token (password login)"
+    )
+    salesforce_consumer_key: str = env_field(
+        "SALESFORCE_CONSUMER_KEY", "", "the connected app's consumer key (JWT bearer login)"
+    )
+    salesforce_private_key_file: str = env_field(
+        "SALESFORCE_PRIVATE_KEY_FILE", "", "the connected app's private key, PEM (JWT bearer)"
+    )
+    salesforce_domain: str = env_field(
+        "SALESFORCE_DOMAIN", "login", "login domain: login, test (a sandbox) or a My Domain"
+    )
+    salesforce_mapping: Path = env_field(
+        "SALESFORCE_MAPPING",
+        PROJECT_ROOT / "crm" / "salesforce.yml",
+        "the Salesforce mapping file: Contact or Lead, external id fields, case routing",
+    )
+    salesforce_api_version: str = env_field(
+        "SALESFORCE_API_VERSION", "59.0", "the Salesforce REST API version"
+    )
+    salesforce_requests_per_day: int = env_field(
+        "SALESFORCE_REQUESTS_PER_DAY",
+        15000,
+        "API calls per 24 h this process sends Salesforce (a share of the org's daily limit)",
+    )
 
     @property
     def database_url(self) -> str:
@@ -205,12 +245,44 @@ class CrmSettings:
             )
         if not 1 <= self.hubspot_requests_per_10s <= 1000:
             raise SettingsError("HUBSPOT_REQUESTS_PER_10S must be between 1 and 1000")
+        if self.crm_backend == "salesforce":
+            self.validate_salesforce()
+        if not 1 <= self.salesforce_requests_per_day <= 10_000_000:
+            raise SettingsError("SALESFORCE_REQUESTS_PER_DAY must be between 1 and 10000000")
         import phonenumbers
 
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
             raise SettingsError(
                 f"DEFAULT_PHONE_REGION must be a country code such as GB or NL, "
                 f"got {self.phone_region!r}"
+            )
+
+    def salesforce_login(self) -> str:
+        """How the Salesforce adapter signs in: ``token``, ``password``, ``jwt`` or ``""``
+        (not configured)."""
+        if self.salesforce_access_token:
+            return "token"
+        if self.salesforce_username and self.salesforce_password:
+            return "password"
+        if self.salesforce_username and self.salesforce_consumer_key:
+            return "jwt"
+        return ""
+
+    def validate_salesforce(self) -> None:
+        """Refuse CRM_BACKEND=salesforce without a complete set of credentials."""
+        login = self.salesforce_login()
+        if not login:
+            raise SettingsError(
+                "CRM_BACKEND=salesforce needs credentials: SALESFORCE_ACCESS_TOKEN with "
+                "SALESFORCE_INSTANCE_URL, or SALESFORCE_USERNAME with SALESFORCE_PASSWORD and "
+                "SALESFORCE_SECURITY_TOKEN, or SALESFORCE_USERNAME with "
+                "SALESFORCE_CONSUMER_KEY and SALESFORCE_PRIVATE_KEY_FILE (JWT bearer)"
+            )
+        if login == "token" and not self.salesforce_instance_url:
+            raise SettingsError("SALESFORCE_INSTANCE_URL must be set with SALESFORCE_ACCESS_TOKEN")
+        if login == "jwt" and not self.salesforce_private_key_file:
+            raise SettingsError(
+                "SALESFORCE_PRIVATE_KEY_FILE must be set with SALESFORCE_CONSUMER_KEY (JWT bearer)"
             )
 
 

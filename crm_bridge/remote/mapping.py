@@ -226,3 +226,140 @@ def _ticket_routes(reader: MappingReader) -> dict[str, TicketRoute]:
             priority=reader.choice(f"{key}.priority", _PRIORITIES, ""),
         )
     return routes
+
+
+# Salesforce ------------------------------------------------------------------------------
+
+# Salesforce API names: a letter, then letters, digits and underscores (custom: ``__c``).
+_API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_EXTERNAL_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__c$")
+_CASE_PRIORITIES = ("", "Low", "Medium", "High")
+# Task.Status is a restricted picklist; these are its standard values.
+_TASK_STATUSES = ("Completed", "Not Started", "In Progress", "Waiting on someone else", "Deferred")
+_SF_CONTACT_KEYS = (
+    "object",
+    "external_id_field",
+    "identity_field",
+    "default_last_name",
+    "lead_company",
+)
+_SF_TASK_KEYS = (
+    "external_id_field",
+    "subject",
+    "type",
+    "status",
+    "priority",
+    "include_intents",
+    "max_chars",
+)
+
+
+@dataclass(frozen=True)
+class CaseRoute:
+    """A Salesforce Case's Status, Origin and optional Priority for a ticket category."""
+
+    status: str
+    origin: str
+    priority: str = ""
+
+
+@dataclass(frozen=True)
+class SalesforceMapping:
+    """What ``crm/salesforce.yml`` says (see the file's comments and docs/crms.md)."""
+
+    contact_object: str  # Contact or Lead
+    contact_external_id: str
+    identity_field: str  # "" when the channel identity is not kept in Salesforce
+    default_last_name: str
+    lead_company: str
+    task_external_id: str
+    task_subject: str  # may name {channel}
+    task_type: str
+    task_status: str
+    task_priority: str
+    task_include_intents: bool
+    task_max_chars: int
+    case_external_id: str
+    cases: dict[str, CaseRoute]
+
+    @classmethod
+    def load(cls, path: Path) -> SalesforceMapping:
+        """Read and check the Salesforce mapping file; :class:`MappingError` lists what is
+        wrong."""
+        reader = MappingReader(path)
+        reader.unknown_keys("", reader.data, ("contact", "tasks", "cases"))
+        reader.unknown_keys("contact", reader.section("contact"), _SF_CONTACT_KEYS)
+        reader.unknown_keys("tasks", reader.section("tasks"), _SF_TASK_KEYS)
+        cases = reader.section("cases")
+        reader.unknown_keys("cases", cases, ("external_id_field", *TICKET_CATEGORIES))
+        mapping = cls(
+            contact_object=reader.choice("contact.object", ("Contact", "Lead"), "Contact"),
+            contact_external_id=_external_id(reader, "contact.external_id_field"),
+            identity_field=_api_name(reader, "contact.identity_field"),
+            default_last_name=reader.text("contact.default_last_name", "Rapport customer")[:80],
+            lead_company=reader.text("contact.lead_company", "Unknown (Rapport)")[:255],
+            task_external_id=_external_id(reader, "tasks.external_id_field"),
+            task_subject=_subject(reader),
+            task_type=reader.text("tasks.type", "Chat"),
+            task_status=reader.choice("tasks.status", _TASK_STATUSES, "Completed"),
+            task_priority=reader.choice("tasks.priority", ("High", "Normal", "Low"), "Normal"),
+            task_include_intents=reader.flag("tasks.include_intents", True),
+            # Task.Description holds at most 32,000 characters.
+            task_max_chars=reader.integer("tasks.max_chars", 30000, 1000, 32000),
+            case_external_id=_external_id(reader, "cases.external_id_field"),
+            cases=_case_routes(reader),
+        )
+        reader.check()
+        return mapping
+
+    def route(self, category: str) -> CaseRoute:
+        """The Case fields of a ticket category (unknown categories: ``other``'s)."""
+        return self.cases.get(category, self.cases["other"])
+
+    @property
+    def is_lead(self) -> bool:
+        """Customers land as Leads (no Contact, and so no ContactId on their Cases)."""
+        return self.contact_object == "Lead"
+
+
+def _api_name(reader: MappingReader, key: str) -> str:
+    """An optional field's API name at ``key`` ("" when absent or blank)."""
+    if reader.raw(key) in (_MISSING, None, ""):
+        return ""
+    value = reader.text(key)
+    if value and not _API_NAME.match(value):
+        reader.problem(key, f"{value!r} is not a field's API name (letters, digits, _)")
+    return value
+
+
+def _external_id(reader: MappingReader, key: str) -> str:
+    value = reader.text(key, "Rapport_Key__c")
+    if value and not _EXTERNAL_ID.match(value):
+        reader.problem(key, f"{value!r} is not a custom field's API name (e.g. Rapport_Key__c)")
+    return value
+
+
+def _subject(reader: MappingReader) -> str:
+    subject = reader.text("tasks.subject", "Chat on {channel}")
+    try:
+        subject.format(channel="telegram")
+    except (KeyError, IndexError, ValueError):
+        reader.problem("tasks.subject", "may name only {channel} (in braces)")
+        return "Chat on {channel}"
+    return subject
+
+
+def _case_routes(reader: MappingReader) -> dict[str, CaseRoute]:
+    routes = {}
+    for category in TICKET_CATEGORIES:
+        key = f"cases.{category}"
+        entry = reader.section(key)
+        if not entry:
+            continue  # reported by section() when missing
+        reader.unknown_keys(key, entry, ("status", "origin", "priority"))
+        routes[category] = CaseRoute(
+            status=reader.text(f"{key}.status"),
+            origin=reader.text(f"{key}.origin"),
+            priority=reader.choice(f"{key}.priority", _CASE_PRIORITIES, ""),
+        )
+    return routes

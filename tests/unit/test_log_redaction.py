@@ -39,6 +39,9 @@ def test_mail_identity_shop_and_crm_secrets_are_redacted(monkeypatch: pytest.Mon
         "IDENTITY_SECRET": "identity-secret-" + "x" * 32,
         "SHOP_TOKEN_SECRET": "shop-token-secret-" + "y" * 32,
         "HUBSPOT_ACCESS_TOKEN": "pat-eu1-hubspot-token",
+        "SALESFORCE_ACCESS_TOKEN": "00Dxx0000001gPL!salesforce-session",
+        "SALESFORCE_PASSWORD": "salesforce-password",
+        "SALESFORCE_SECURITY_TOKEN": "salesforce-security-token",
     }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)

@@ -409,8 +409,11 @@ def test_crm_backend_is_validated() -> None:
 
 def test_the_adapter_is_chosen_by_crm_backend() -> None:
     assert remote_crm_from_settings(crm_settings.load({})) is None
-    with pytest.raises(SettingsError, match="no salesforce adapter"):
+    # A remote backend without its credentials stops the worker, naming the variables.
+    with pytest.raises(SettingsError, match="SALESFORCE_ACCESS_TOKEN"):
         remote_crm_from_settings(crm_settings.load({"CRM_BACKEND": "salesforce"}))
+    with pytest.raises(SettingsError, match="HUBSPOT_ACCESS_TOKEN"):
+        remote_crm_from_settings(crm_settings.load({"CRM_BACKEND": "hubspot"}))
 
 
 def test_outbox_run_once_delivers_through_the_configured_adapter(

@@ -24,10 +24,10 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.crm import crm_url
 from actions.handoff import tell_crm_failure
 from actions.identity import channel_of, linked_contact
 from actions.verification import PROOF_SLOTS, VerifiedOrderFormValidation
-from crm_bridge import settings as crm_settings
 from crm_bridge.consent import ALL_CHANNELS, ConsentBook
 from crm_bridge.db import session_factory
 from crm_bridge.errors import RapportError
@@ -150,7 +150,7 @@ def confirmation(topic: str, choice: str, channel: str) -> str:
 
 def consent_book() -> ConsentBook:
     """The consent decisions in the CRM the actions use (CRM_DATABASE_URL)."""
-    return ConsentBook(session_factory(crm_settings.database_url()))
+    return ConsentBook(session_factory(crm_url()))
 
 
 def _latest_text(tracker: Tracker) -> str:

@@ -20,6 +20,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def crm_url() -> str:
+    """CRM_DATABASE_URL with the timeouts of a customer's turn: a CRM that does not answer
+    within 2 s becomes the polite "can't reach our records" answer with a person offered,
+    never a turn that hangs."""
+    from crm_bridge.db import with_customer_timeouts
+
+    return with_customer_timeouts(crm_settings.database_url())
+
+
 @functools.lru_cache(maxsize=1)
 def get_gateway() -> CrmGateway:
     """The gateway for CRM_DATABASE_URL (SQLite under var/ by default), built once; with a
@@ -27,7 +36,7 @@ def get_gateway() -> CrmGateway:
     from crm_bridge.sql_gateway import SqlCrmGateway
 
     settings = crm_settings.load()
-    return SqlCrmGateway.from_url(settings.database_url, outbox_backend=settings.crm_backend)
+    return SqlCrmGateway.from_url(crm_url(), outbox_backend=settings.crm_backend)
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,7 +44,7 @@ def get_handoff_desk() -> HandoffDesk:
     """Conversation ownership (bot / queued / agent) in the same CRM, built once."""
     from crm_bridge.handoff import HandoffDesk
 
-    return HandoffDesk(crm_settings.database_url())
+    return HandoffDesk(crm_url())
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,7 +89,7 @@ def get_identity_proofs() -> IdentityProofs:
     from crm_bridge.one_time_codes import OneTimeCodes
 
     settings = crm_settings.load()
-    factory = session_factory(settings.database_url)
+    factory = session_factory(crm_url())
     secret = identity_secret(settings)
     return IdentityProofs(
         gateway=get_gateway(),

@@ -19,6 +19,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.crm import crm_url
 from actions.handoff import tell_crm_failure
 from actions.identity import linked_contact
 from actions.verification import END_FLOW, PROOF_SLOTS, VerifiedOrderFormValidation
@@ -57,7 +58,7 @@ NEED_PROOF = "I need to confirm who you are before I can do that."
 
 def _crm() -> tuple[CrmSettings, Any, bytes]:
     settings = crm_settings.load()
-    return settings, session_factory(settings.database_url), identity_secret(settings)
+    return settings, session_factory(crm_url()), identity_secret(settings)
 
 
 def _yes(value: bool) -> str:

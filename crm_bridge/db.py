@@ -16,6 +16,9 @@ from crm_bridge.errors import CrmUnavailable, RapportError
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 CONNECT_TIMEOUT_SECONDS = 5
+# While a customer waits for an answer (the action server), a CRM request that takes
+# longer than this fails and the customer is told, with a person offered (issue #19).
+CUSTOMER_WAIT_TIMEOUT_SECONDS = 2
 
 
 @functools.lru_cache(maxsize=16)
@@ -33,12 +36,28 @@ def get_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     else:
         kwargs["pool_pre_ping"] = True
-        if parsed.get_backend_name() == "postgresql":
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
             kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
     return engine
+
+
+def with_customer_timeouts(url: str, seconds: int = CUSTOMER_WAIT_TIMEOUT_SECONDS) -> str:
+    """``url`` for requests made while a customer waits: on PostgreSQL, connecting and each
+    statement (a lock wait included) give up after ``seconds``. SQLite keeps its busy
+    timeout, because there the wait is the other local process's write, not an outage."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return url
+    millis = seconds * 1000
+    query = {
+        **parsed.query,
+        "connect_timeout": str(seconds),
+        "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+    }
+    return parsed.set(query=query).render_as_string(hide_password=False)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -2,26 +2,25 @@
 when RabbitMQ is configured the CRM event consumer, and when CRM_BACKEND names a remote
 CRM the outbox worker that delivers to it.
 
-If any of them stops, the others are stopped too, so a half-running bot never
-pretends to be healthy. Ctrl-C or SIGTERM stops all of them.
+If one of them stops, it is started again after a growing delay (1 s, 2 s, 4 s … at most
+30 s; bot/supervisor.py) while the others keep running, so a crashed action server does
+not take every channel down; the log says which one stopped, how, and when it restarts.
+Ctrl-C or SIGTERM stops all of them. In production run each part as its own service
+(docs/operations.md, "Keeping it running").
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
-import subprocess
+import logging
 import sys
-import time
 from pathlib import Path
-from types import FrameType
 
+from bot import log_redaction
 from bot import settings as bot_settings
 from bot.settings import PROJECT_ROOT
+from bot.supervisor import Supervisor
 from bot.train import train_if_needed
-
-POLL_SECONDS = 0.5
-STOP_GRACE_SECONDS = 10
 
 
 def child_commands(settings: bot_settings.Settings, model: Path) -> dict[str, list[str]]:
@@ -48,42 +47,10 @@ def child_commands(settings: bot_settings.Settings, model: Path) -> dict[str, li
 
 
 def supervise(commands: dict[str, list[str]], env: dict[str, str]) -> int:
-    """Start the commands, wait until one exits or we are told to stop, stop the rest."""
-    stopping = False
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    children = {
-        name: subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)  # noqa: S603
-        for name, command in commands.items()
-    }
-    exit_code = 0
-    try:
-        while not stopping:
-            for name, child in children.items():
-                code = child.poll()
-                if code is not None:
-                    print(f"serve: {name} exited with {code}; stopping the others", flush=True)
-                    exit_code = code or 1
-                    stopping = True
-                    break
-            time.sleep(POLL_SECONDS)
-    finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for child in children.values():
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-    return exit_code
+    """Run the commands until Ctrl-C or SIGTERM, restarting any that stops; returns 0."""
+    supervisor = Supervisor(commands, env, PROJECT_ROOT)
+    supervisor.handle_stop_signals()
+    return supervisor.run()
 
 
 def promoted_model(models_dir: Path) -> Path | None:
@@ -129,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = train_if_needed(settings.models_dir)
 
+    # The supervisor's restarts are logged; secrets never are (belt and braces: it logs
+    # names and exit codes only, and the redacting filter guards the handler).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s serve %(levelname)s %(message)s")
+    log_redaction.install(settings)
     base = f"http://{settings.rasa_interface}:{settings.rasa_port}"
     print(
         f"\nRapport is starting.\n"

@@ -30,6 +30,7 @@ _FALSE = {"0", "false", "no", "off"}
 T = TypeVar("T")
 # CRM_BACKEND's values: the SQL CRM alone, or a remote CRM mirrored through the outbox.
 CRM_BACKENDS = ("sql", "hubspot", "salesforce")
+SALESFORCE_LOGIN_URL = "https://login.salesforce.com"
 
 
 def env_field(name: str, default: Any, doc: str) -> Any:
@@ -203,8 +204,11 @@ class CrmSettings:
     salesforce_private_key_file: str = env_field(
         "SALESFORCE_PRIVATE_KEY_FILE", "", "the connected app's private key, PEM (JWT bearer)"
     )
-    salesforce_domain: str = env_field(
-        "SALESFORCE_DOMAIN", "login", "login domain: login, test (a sandbox) or a My Domain"
+    salesforce_login_url: str = env_field(
+        "SALESFORCE_LOGIN_URL",
+        SALESFORCE_LOGIN_URL,
+        "where password and JWT sign-in go: https://test.salesforce.com for a sandbox, or "
+        "https://yourorg.my.salesforce.com (My Domain)",
     )
     salesforce_mapping: Path = env_field(
         "SALESFORCE_MAPPING",
@@ -280,6 +284,13 @@ class CrmSettings:
             )
         if login == "token" and not self.salesforce_instance_url:
             raise SettingsError("SALESFORCE_INSTANCE_URL must be set with SALESFORCE_ACCESS_TOKEN")
+        # Both carry the session id or the credentials: plain http only to this machine.
+        for name, url in (
+            ("SALESFORCE_INSTANCE_URL", self.salesforce_instance_url),
+            ("SALESFORCE_LOGIN_URL", self.salesforce_login_url),
+        ):
+            if url and not https_or_local(url):
+                raise SettingsError(f"{name} must be an https:// URL, got {redact_url(url)!r}")
         if login == "jwt" and not self.salesforce_private_key_file:
             raise SettingsError(
                 "SALESFORCE_PRIVATE_KEY_FILE must be set with SALESFORCE_CONSUMER_KEY (JWT bearer)"
@@ -328,6 +339,14 @@ def events_exchange() -> str:
 def session_timeout_minutes() -> int:
     """Inactivity after which an open Interaction counts as ended."""
     return load().session_timeout_minutes
+
+
+def https_or_local(url: str) -> bool:
+    """Whether ``url`` is https with a host, or http to this machine (the tests' stand-ins)."""
+    parts = urlsplit(url)
+    if parts.scheme == "http":
+        return parts.hostname in ("127.0.0.1", "localhost")
+    return parts.scheme == "https" and bool(parts.hostname)
 
 
 def redact_url(url: str) -> str:

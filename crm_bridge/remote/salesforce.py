@@ -1,11 +1,13 @@
 """Salesforce as the remote CRM: a Contact (or Lead), a completed Task per conversation,
 a Case per ticket.
 
-Built on ``simple-salesforce`` (sign-in: a session id, a password login or a JWT bearer
-flow; it refreshes a password or JWT session by itself when it expires). Every request
-first waits for the process-wide :mod:`rate limiter <crm_bridge.remote.ratelimit>` (an
-org has a daily API-call allowance; ``SALESFORCE_REQUESTS_PER_DAY`` is this process's
-share) and has a timeout, set on the client's requests session.
+Built on ``simple-salesforce`` for the REST calls. Sign-in is a given session id, or ours
+(:mod:`crm_bridge.remote.salesforce_login`: a password login or a JWT bearer flow at
+``SALESFORCE_LOGIN_URL``), done again once when Salesforce answers that the session
+expired, the refused request then repeated. Every request first waits for the
+process-wide :mod:`rate limiter <crm_bridge.remote.ratelimit>` (an org has a daily API-call
+allowance; ``SALESFORCE_REQUESTS_PER_DAY`` is this process's share) and has a timeout, set
+on the client's requests session.
 
 Idempotency needs no search: every write is an upsert (``PATCH
 /sobjects/<Object>/<ExternalIdField>/<value>``) on an External ID field we own, keyed by
@@ -23,13 +25,12 @@ import logging
 import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
+from simple_salesforce.exceptions import SalesforceError
 
-from crm_bridge.errors import SettingsError
 from crm_bridge.remote.base import (
     EventKind,
     OutboxEvent,
@@ -47,6 +48,7 @@ from crm_bridge.remote.salesforce_http import (
     error_code,
     salesforce_limiter,
 )
+from crm_bridge.remote.salesforce_login import CREDENTIALS, SignIn
 from crm_bridge.settings import CrmSettings
 
 # simple-salesforce and urllib3 must never log request bodies (names, transcripts).
@@ -56,11 +58,6 @@ TIMEOUT = (5.0, 20.0)  # seconds: connect, read
 # A child whose parent's id went stale (the contact was deleted or merged in Salesforce):
 # written again together with its parent, which recreates it.
 _STALE_PARENT = {"INVALID_CROSS_REFERENCE_KEY", "ENTITY_IS_DELETED"}
-_CREDENTIALS = {
-    "token": "SALESFORCE_ACCESS_TOKEN and SALESFORCE_INSTANCE_URL",
-    "password": "SALESFORCE_USERNAME, SALESFORCE_PASSWORD and SALESFORCE_SECURITY_TOKEN",
-    "jwt": "SALESFORCE_USERNAME, SALESFORCE_CONSUMER_KEY and SALESFORCE_PRIVATE_KEY_FILE",
-}
 
 
 def external_value(key: str) -> str:
@@ -79,12 +76,14 @@ class SalesforceCrm:
         mapping: SalesforceMapping,
         limiter: RateLimiter,
         api_version: str,
-        credentials: str = _CREDENTIALS["token"],
+        credentials: str = CREDENTIALS["token"],
+        renewable: bool = False,
     ) -> None:
         self.mapping = mapping
         self.limiter = limiter
         self.api_version = api_version
         self.credentials = credentials  # the variables to name when Salesforce refuses them
+        self.renewable = renewable  # connect() signs in anew (password, JWT), once per 401
         self._connect = connect
         self._client: Salesforce | None = None
         self._client_lock = threading.Lock()
@@ -93,42 +92,30 @@ class SalesforceCrm:
     def from_settings(
         cls, settings: CrmSettings, timeout: float | tuple[float, float] = TIMEOUT
     ) -> SalesforceCrm:
-        """The adapter for these settings; the mapping file and the credentials' presence
-        are checked here (start-up). Signing in waits for the first delivery, so that an
+        """The adapter for these settings; the mapping file, the credentials' presence and
+        the JWT key are checked here (start-up). Signing in waits for the first delivery, so that an
         unreachable Salesforce delays events instead of stopping the worker."""
-        login = settings.salesforce_login()
-        if not login:
-            settings.validate_salesforce()  # raises, naming the variables
-        url = settings.salesforce_instance_url.rstrip("/")
-        parts = urlsplit(url)
-        if url and parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost"):
-            raise SettingsError("SALESFORCE_INSTANCE_URL must be an https:// URL")
+        settings.validate_salesforce()  # raises, naming the variables
+        sign_in = SignIn.from_settings(settings, timeout)
         mapping = SalesforceMapping.load(settings.salesforce_mapping)
         per_day = settings.salesforce_requests_per_day
         limiter = shared_limiter("salesforce", lambda: salesforce_limiter(per_day))
-
-        sign_in: dict[str, Any] = {
-            "token": {"instance_url": url, "session_id": settings.salesforce_access_token},
-            "password": {
-                "password": settings.salesforce_password,
-                "security_token": settings.salesforce_security_token,
-            },
-            "jwt": {
-                "consumer_key": settings.salesforce_consumer_key,
-                "privatekey_file": settings.salesforce_private_key_file,
-            },
-        }[login]
-        if login != "token":
-            sign_in.update(username=settings.salesforce_username, domain=settings.salesforce_domain)
+        version = settings.salesforce_api_version
 
         def connect() -> Salesforce:
             session = TimeoutSession(timeout)
-            client = Salesforce(session=session, version=settings.salesforce_api_version, **sign_in)
-            if parts.scheme == "http":  # a local stand-in (tests): simple-salesforce says https
+            signed_in = sign_in(session)  # raises Remote* errors naming no secret
+            client = Salesforce(
+                session=session,
+                version=version,
+                instance_url=signed_in.instance_url,
+                session_id=signed_in.session_id,
+            )
+            if signed_in.instance_url.startswith("http://"):  # a local stand-in (tests)
                 client.base_url = "http://" + client.base_url.removeprefix("https://")
             return client
 
-        return cls(connect, mapping, limiter, settings.salesforce_api_version, _CREDENTIALS[login])
+        return cls(connect, mapping, limiter, version, sign_in.credentials, sign_in.renewable)
 
     def deliver(self, event: OutboxEvent, refs: RemoteRefs) -> None:
         """Write one event to Salesforce, idempotently (see the module's docstring)."""
@@ -319,24 +306,22 @@ class SalesforceCrm:
             raise self._translate(what, status, code)
         return {ref: ids.get(ref) for ref, *_ in parts}
 
-    def _session(self) -> Salesforce:
+    def _session(self, expired: Salesforce | None = None) -> Salesforce:
+        """The signed-in client; with ``expired``, a new one unless another thread has
+        already replaced that one (one sign-in for all the workers, under the lock)."""
         with self._client_lock:
-            if self._client is None:
-                try:
-                    self._client = self._connect()
-                except SalesforceAuthenticationFailed as error:
-                    raise RemoteRetryable(
-                        f"Salesforce refused to sign in ({error.code}); check {self.credentials}"
-                    ) from None
-                except requests.RequestException as error:
-                    raise RemoteRetryable(
-                        f"Salesforce unreachable (sign in: {type(error).__name__})"
-                    ) from None
+            if self._client is None or self._client is expired:
+                self._client = None  # a failed sign-in leaves none: the next call tries again
+                self._client = self._connect()
             return self._client
 
-    def _request(self, what: str, method: str, path: str, **kwargs: Any) -> Any:
-        """One REST call behind the limiter; Salesforce's errors as Remote* errors."""
-        client = self._session()
+    def _request(
+        self, what: str, method: str, path: str, expired: Salesforce | None = None, **kwargs: Any
+    ) -> Any:
+        """One REST call behind the limiter; Salesforce's errors as Remote* errors. On a
+        401 a renewable sign-in is done again and the call repeated, once: a 401 means
+        Salesforce did nothing, so the repeat cannot write twice."""
+        client = self._session(expired)
         try:
             self.limiter.acquire()
         except QuotaSpent as spent:
@@ -348,12 +333,14 @@ class SalesforceCrm:
         try:
             return client.restful(path, method=method, **kwargs)
         except SalesforceError as error:
-            raise self._translate(what, error.status, error_code(error.content)) from None
+            if error.status != 401 or not self.renewable or expired is not None:
+                raise self._translate(what, error.status, error_code(error.content)) from None
         except requests.RequestException as error:
             # Timeouts and refused connections; the message names no URL, body or token.
             raise RemoteRetryable(
                 f"Salesforce unreachable ({what}: {type(error).__name__})"
             ) from None
+        return self._request(what, method, path, expired=client, **kwargs)  # the session expired
 
     def _retry_after(self) -> float | None:
         session = self._client.session if self._client is not None else None

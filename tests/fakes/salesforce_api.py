@@ -14,13 +14,20 @@ as a standalone upsert answered before API 46.0; in a Composite, 200 with the id
 is what ``@{ref.id}`` needs). Composite with ``allOrNone`` rolls every sub-request back
 when one fails, the others answering ``PROCESSING_HALTED``.
 
-On demand: the next requests answer 429 (Retry-After), 403 REQUEST_LIMIT_EXCEEDED, 503,
-500, or late (beyond the client's timeout). Every request is recorded (``calls``).
+Sign-in (``salesforce_login.py``): SOAP ``login()`` and the OAuth 2.0 JWT bearer flow for
+the users and connected apps a test adds to ``logins``; each issues a session id the REST
+endpoints accept until ``expire_sessions()``, after which they answer 401
+``INVALID_SESSION_ID``, as Salesforce does for an expired session.
+
+On demand: the next requests (sign-in included: routes ``password login``, ``jwt login``)
+answer 429 (Retry-After), 403 REQUEST_LIMIT_EXCEEDED, 503, 500, or late (beyond the
+client's timeout). Every request is recorded (``calls``).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 import time
@@ -29,6 +36,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from tests.fakes.http_api import Call, RecordingApi
+from tests.fakes.salesforce_login import FakeLogins, route_of
 
 PREFIX = {"Contact": "003", "Lead": "00Q", "Task": "00T", "Case": "500"}
 COMMON = {"Rapport_Key__c", "Rapport_Identity__c"}
@@ -80,15 +88,19 @@ class SalesforceError(Exception):
 
 
 class FakeSalesforceApi(RecordingApi):
-    """``root_url`` goes to SALESFORCE_INSTANCE_URL; ``session_id`` is the access token."""
+    """``root_url`` goes to SALESFORCE_INSTANCE_URL (and SALESFORCE_LOGIN_URL);
+    ``session_id`` is a valid access token from the start."""
 
     def __init__(self, session_id: str) -> None:
         super().__init__()
         self.session_id = session_id
+        self.sessions = {session_id}
+        self.logins = FakeLogins(self.root_url, self._issue_session)
         handler = self._server.RequestHandlerClass
         handler.do_PATCH = handler.do_POST  # type: ignore[attr-defined]
         self.records: dict[str, dict[str, dict[str, Any]]] = {o: {} for o in FIELDS}
         self._next = 1
+        self._logins = itertools.count(1)
         self._faults: list[tuple[str | None, int, str, float | None]] = []
         self._delays: list[tuple[str | None, float]] = []
 
@@ -112,6 +124,17 @@ class FakeSalesforceApi(RecordingApi):
         with self.lock:
             self._delays.append((route, seconds))
 
+    def expire_sessions(self) -> None:
+        """Every session id issued so far stops working (as when a session times out)."""
+        with self.lock:
+            self.sessions.clear()
+
+    def _issue_session(self) -> str:
+        with self.lock:
+            session_id = f"{self.session_id}.login{next(self._logins):04d}"
+            self.sessions.add(session_id)
+        return session_id
+
     def routes(self, name: str) -> list[Call]:
         return self.calls_to(name)
 
@@ -132,6 +155,10 @@ class FakeSalesforceApi(RecordingApi):
         status: int = 200
         body: Any = None
         headers: dict[str, str] = {}
+        login = route_of(url.path)
+        if login is not None and request.command == "POST":
+            self._sign_in(request, login, raw, arrived)
+            return
         try:
             match = PATH.match(url.path)
             if not match:
@@ -143,7 +170,10 @@ class FakeSalesforceApi(RecordingApi):
             params = json.loads(raw) if raw else {}
             with self.lock:
                 self.calls.append(Call(route, params, arrived))
-            if request.headers.get("Authorization") != f"Bearer {self.session_id}":
+            scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+            with self.lock:
+                valid = scheme == "Bearer" and token in self.sessions
+            if not valid:
                 raise SalesforceError(401, "INVALID_SESSION_ID", "Session expired or invalid")
             if version not in VERSIONS:
                 raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist")
@@ -167,9 +197,30 @@ class FakeSalesforceApi(RecordingApi):
             body = [{"message": "Unexpected character", "errorCode": "JSON_PARSER_ERROR"}]
         self._send(request, status, body, headers)
 
+    def _sign_in(
+        self, request: BaseHTTPRequestHandler, route: str, raw: bytes, arrived: float
+    ) -> None:
+        delay, fault = self._take(route)
+        if fault is not None:  # an outage page, not a SOAP fault or an OAuth error
+            headers: dict[str, str] = {}
+            error = self._fault(fault, headers)
+            self.record(route, {})
+            self._send(request, error.status, error.body(), headers)
+            return
+        status, body, content_type, params = self.logins.answer(
+            route, urlsplit(request.path).path, request.headers, raw
+        )
+        with self.lock:
+            self.calls.append(Call(route, params, arrived))
+        time.sleep(delay)
+        self._send(request, status, body, {"Content-Type": content_type})
+
     @staticmethod
     def _send(request: BaseHTTPRequestHandler, status: int, body: Any, headers: dict) -> None:
-        data = b"" if status == 204 else json.dumps(body).encode()
+        """``body`` as JSON, or as it is when it is bytes (SOAP)."""
+        data = (
+            body if isinstance(body, bytes) else b"" if status == 204 else json.dumps(body).encode()
+        )
         try:
             request.send_response(status)
             for name, value in {"Content-Type": "application/json", **headers}.items():

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from crm_bridge.errors import SettingsError
-from crm_bridge.remote import salesforce as salesforce_module
 from crm_bridge.remote.base import EventKind, RemotePermanent, RemoteRetryable
 from crm_bridge.remote.salesforce import SalesforceCrm, salesforce_limiter
 from crm_bridge.settings import PROJECT_ROOT, CrmSettings
@@ -283,33 +282,3 @@ def test_settings_and_the_mapping_are_checked_when_the_adapter_is_built(
         SettingsError, match=r"salesforce.yml is not a valid mapping(.|\n)*contact.object"
     ):
         adapter_for(fake_salesforce, salesforce_mapping=broken)
-
-
-def test_password_and_jwt_logins_go_through_simple_salesforce(monkeypatch) -> None:
-    # The fake has no SOAP or OAuth login endpoint (simple-salesforce signs in at
-    # https://<domain>.salesforce.com only): what the adapter hands it is checked here.
-    seen: list[dict] = []
-
-    class Recorder:
-        def __init__(self, **kwargs: object) -> None:
-            seen.append(kwargs)
-            self.base_url = "https://example.my.salesforce.com/services/data/v59.0/"
-
-        def restful(self, *args: object, **kwargs: object) -> dict:
-            return {"id": "003000000000001AAA", "success": True, "created": True}
-
-    monkeypatch.setattr(salesforce_module, "Salesforce", Recorder)
-    base = {"crm_backend": "salesforce", "salesforce_username": "bot@example.com"}
-    for extra, expected in (
-        ({"salesforce_password": "pw", "salesforce_security_token": "tok"}, "security_token"),
-        (
-            {"salesforce_consumer_key": "key", "salesforce_private_key_file": "k.pem"},
-            "privatekey_file",
-        ),
-    ):
-        adapter = SalesforceCrm.from_settings(CrmSettings(**base, **extra))  # type: ignore[arg-type]
-        adapter.deliver(
-            event(EventKind.CONTACT_UPSERT, "contact:1", {"contact": ALICE}), MemoryRefs()
-        )
-        assert expected in seen[-1] and seen[-1]["domain"] == "login"
-        assert "session_id" not in seen[-1]

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.orm import sessionmaker
 
 from crm_bridge.db import session_factory
 from crm_bridge.gateway import ConversationRef, TicketCategory
@@ -55,6 +56,14 @@ def counted(fake: FakeSalesforceApi) -> list[int]:
         return [len(fake.records[k]) for k in ("Contact", "Task", "Case")]
 
 
+def run_rounds(factory: sessionmaker, worker: OutboxWorker, rounds: int) -> None:
+    """Past the back-off: every event due again, then a round of the worker; ``rounds`` times."""
+    for _ in range(rounds):
+        with factory() as session, session.begin():
+            session.execute(update(OutboxEvent).values(next_attempt_at=LONG_AGO))
+        worker.run_once()
+
+
 def test_a_conversation_lands_as_contact_task_and_case(crm_url: str, fake_salesforce) -> None:
     fake = fake_salesforce
     a_conversation_with_a_ticket(crm_url)
@@ -81,10 +90,7 @@ def test_an_outage_then_recovery_delivers_each_record_once(crm_url: str, fake_sa
     assert status(factory, "salesforce").counts.get("pending") == 3
     with fake.lock:
         fake._faults.clear()  # Salesforce is back
-    for _ in range(3):  # past the back-off: make every event due again
-        with factory() as session, session.begin():
-            session.execute(update(OutboxEvent).values(next_attempt_at=LONG_AGO))
-        worker.run_once()
+    run_rounds(factory, worker, 3)
     assert counted(fake) == [1, 1, 1]
     assert status(factory, "salesforce").counts.get("delivered") == 3
 

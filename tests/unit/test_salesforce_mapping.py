@@ -102,3 +102,31 @@ def test_salesforce_without_credentials_is_refused_naming_the_variables(tmp_path
         load({**base, "SALESFORCE_ACCESS_TOKEN": "00D!x"})
     login = {"SALESFORCE_USERNAME": "bot@example.com", "SALESFORCE_PASSWORD": "pw"}
     assert load({**base, **login}).salesforce_login() == "password"
+
+
+@pytest.mark.parametrize(
+    ("login_url", "accepted"),
+    [
+        ("https://login.salesforce.com", True),
+        ("https://acme.my.salesforce.com/", True),
+        ("http://127.0.0.1:8443", True),  # the tests' stand-in
+        ("http://login.salesforce.com", False),  # the password would travel in clear
+        ("login.salesforce.com", False),
+    ],
+)
+def test_the_login_url_must_be_https(tmp_path: Path, login_url: str, accepted: bool) -> None:
+    from crm_bridge.errors import SettingsError
+    from crm_bridge.settings import load
+
+    environ = {
+        "CRM_BACKEND": "salesforce",
+        "RAPPORT_VAR_DIR": str(tmp_path),
+        "SALESFORCE_USERNAME": "bot@example.com",
+        "SALESFORCE_PASSWORD": "pw",
+        "SALESFORCE_LOGIN_URL": login_url,
+    }
+    if accepted:
+        assert load(environ).salesforce_login_url == login_url
+    else:
+        with pytest.raises(SettingsError, match="SALESFORCE_LOGIN_URL must be an https://"):
+            load(environ)

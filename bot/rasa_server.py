@@ -43,6 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_structlog(level)
     log_redaction.install(settings)
     endpoints = AvailableEndpoints.read_endpoints(str(args.endpoints))
+    from bot.stores import install_fail_closed_tracker_store
+
+    install_fail_closed_tracker_store()
+    if endpoints.action is not None:
+        from bot.action_endpoint import ActionServerEndpoint
+
+        endpoints.action = ActionServerEndpoint.replacing(
+            endpoints.action, settings.action_timeout_seconds
+        )
     rasa.core.run.serve_application(
         model_path=str(args.model),
         interface=settings.rasa_interface,

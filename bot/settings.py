@@ -35,6 +35,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # is 4096); the bounds keep a typo from refusing every message or feeding NLU a book.
 MIN_MESSAGE_CHARS = 64
 MAX_MESSAGE_CHARS = 100_000
+# Rasa runs at most this many actions for one message (its MAX_NUMBER_OF_PREDICTIONS);
+# with the time NLU and the stores may take, it bounds how long one turn holds its lock.
+MAX_ACTIONS_PER_TURN = 10
+TURN_MARGIN_SECONDS = 20
+
+
+def turn_seconds(action_timeout_seconds: int) -> int:
+    """The longest a turn can take when every action runs into its timeout."""
+    return MAX_ACTIONS_PER_TURN * action_timeout_seconds + TURN_MARGIN_SECONDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +56,17 @@ class Settings:
     action_port: int = env_field("ACTION_PORT", 5055, "the action server's port")
     action_endpoint_url: str = env_field(
         "ACTION_ENDPOINT_URL", "", "where Rasa calls the action server (default: loopback)"
+    )
+    action_timeout_seconds: int = env_field(
+        "ACTION_TIMEOUT_SECONDS",
+        5,
+        "how long Rasa waits for a custom action before the customer hears it is having trouble",
+    )
+    lock_lifetime_seconds: int = env_field(
+        "TICKET_LOCK_LIFETIME",
+        0,
+        "how long one message holds its conversation's lock (default: long enough for "
+        "MAX_NUMBER_OF_PREDICTIONS actions of ACTION_TIMEOUT_SECONDS each)",
     )
     api_enabled: bool = env_field("RASA_ENABLE_API", False, "Rasa's HTTP API (needs a token)")
     api_token: str = env_field("RASA_API_TOKEN", "", "token for Rasa's HTTP API")
@@ -167,6 +187,17 @@ class Settings:
             raise SettingsError("WORKBENCH_SESSION_HOURS must be more than 0")
         if self.workbench_secret and len(self.workbench_secret) < 32:
             raise SettingsError("WORKBENCH_SECRET must have at least 32 characters")
+        if not 1 <= self.action_timeout_seconds <= 300:
+            raise SettingsError("ACTION_TIMEOUT_SECONDS must be between 1 and 300")
+        if self.lock_lifetime_seconds < turn_seconds(self.action_timeout_seconds):
+            # A lock that expires while the turn still runs would let the conversation's
+            # next message run at the same time, out of order.
+            least = turn_seconds(self.action_timeout_seconds)
+            raise SettingsError(
+                f"TICKET_LOCK_LIFETIME must be at least {least} s: "
+                f"{MAX_ACTIONS_PER_TURN} actions of ACTION_TIMEOUT_SECONDS plus "
+                f"{TURN_MARGIN_SECONDS} s"
+            )
         for name, port in (
             ("RASA_PORT", self.rasa_port),
             ("ACTION_PORT", self.action_port),
@@ -185,6 +216,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     derived: dict[str, object] = {"log_level": settings.log_level.upper()}
     if not settings.action_endpoint_url:
         derived["action_endpoint_url"] = f"http://127.0.0.1:{settings.action_port}/webhook"
+    if not settings.lock_lifetime_seconds:
+        derived["lock_lifetime_seconds"] = turn_seconds(settings.action_timeout_seconds)
     derived["telegram_mode"] = settings.telegram_mode.lower()
     derived["web_chat_url"] = (
         settings.web_chat_url or f"http://localhost:{settings.rasa_port}/chat"
@@ -203,6 +236,9 @@ def export_for_rasa(settings: Settings) -> None:
     endpoints.yml, and telemetry, which stays off."""
     os.environ.setdefault("ACTION_ENDPOINT_URL", settings.action_endpoint_url)
     os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+    # Rasa reads both when rasa.core is first imported, so this runs before that.
+    os.environ["TICKET_LOCK_LIFETIME"] = str(settings.lock_lifetime_seconds)
+    os.environ["MAX_NUMBER_OF_PREDICTIONS"] = str(MAX_ACTIONS_PER_TURN)
 
 
 def forbid_hub_downloads() -> None:

@@ -18,7 +18,12 @@ from urllib.parse import unquote, urlsplit
 
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
-from rasa.core.tracker_store import RedisTrackerStore, SQLTrackerStore, TrackerStore
+from rasa.core.tracker_store import (
+    InMemoryTrackerStore,
+    RedisTrackerStore,
+    SQLTrackerStore,
+    TrackerStore,
+)
 from rasa.shared.core.domain import Domain
 
 from bot import settings as bot_settings
@@ -103,3 +108,26 @@ class EnvLockStore(LockStore):
             return RedisLockStore(key_prefix="rapport", **kwargs)
         logger.info("Lock store: in memory (single Rasa instance)")
         return InMemoryLockStore()
+
+
+def fail_closed(store: TrackerStore | None, domain: Domain) -> TrackerStore:
+    """The tracker store the agent uses: the configured one itself, not Rasa's
+    ``FailSafeTrackerStore`` around it.
+
+    That wrapper answers a failed read with "no conversation yet" and a failed write by
+    keeping the tracker in memory, so a Redis hiccup silently starts a new conversation
+    and splits the customer's history. Unwrapped, the failure reaches the channel, which
+    asks the customer to send the message again (``connectors.inbound``).
+    """
+    if store is None:
+        return InMemoryTrackerStore(domain)
+    store.domain = domain
+    return store
+
+
+def install_fail_closed_tracker_store() -> None:
+    """Make Rasa's agent build its tracker store with :func:`fail_closed` (called once by
+    ``bot.rasa_server`` before the agent loads; Rasa has no setting for it)."""
+    from rasa.core.agent import Agent
+
+    Agent._create_tracker_store = staticmethod(fail_closed)

@@ -22,6 +22,7 @@ marked when too long), the verdict, the language and the limit.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,10 @@ from sanic import Blueprint
 
 from connectors.language import ENGLISH, detect_language
 from connectors.normalise import has_words, is_affirming_emoji, normalise
+from crm_bridge.errors import MessageNotTaken, RapportError
 from crm_bridge.interaction_log import INBOUND_METADATA_KEY
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_CHARS = 4096
 # Beyond this many times the limit only the start is looked at: a megabyte of text costs
@@ -103,7 +107,8 @@ def screen(raw: str, max_chars: int = DEFAULT_MAX_CHARS) -> Screened:
 
 
 def screened(on_new_message: OnNewMessage, max_chars: int) -> OnNewMessage:
-    """``on_new_message`` with every message screened first."""
+    """``on_new_message`` with every message screened first; a turn that fails (the
+    conversation's lock or tracker store is down) raises :class:`MessageNotTaken`."""
 
     async def handle(message: UserMessage) -> Any:
         # Off the event loop: normalising and language detection are CPU work.
@@ -113,7 +118,18 @@ def screened(on_new_message: OnNewMessage, max_chars: int) -> OnNewMessage:
             **(message.metadata or {}),
             INBOUND_METADATA_KEY: result.metadata(max_chars),
         }
-        return await on_new_message(message)
+        try:
+            return await on_new_message(message)
+        except RapportError:
+            raise
+        except Exception as error:
+            # Rasa handles an action's failure itself; what arrives here is the turn
+            # itself failing (lock, tracker store): the channel asks for the message again
+            # rather than pretend it was answered. Type only: the text may be the customer's.
+            logger.error(
+                "A %s message was not taken: %s", message.input_channel, type(error).__name__
+            )
+            raise MessageNotTaken("The conversation could not be loaded or saved.") from error
 
     return handle
 

@@ -23,8 +23,8 @@ from sanic.response import HTTPResponse
 
 from bot import settings as bot_settings
 from connectors.inbound import OnNewMessage, ScreenedInputChannel
-from connectors.refusals import refuse
-from crm_bridge.errors import InvalidInput
+from connectors.refusals import refuse, status_for
+from crm_bridge.errors import InvalidInput, MessageNotTaken
 
 logger = logging.getLogger(__name__)
 
@@ -109,13 +109,16 @@ class RestChannel(ScreenedInputChannel):
             except BadRequest as error:
                 return refuse(request, 400, str(error))
             collector = CollectingOutputChannel()
-            await on_new_message(
-                UserMessage(
-                    text,
-                    collector,
-                    sender,
-                    input_channel=self.name(),
-                    metadata=metadata,
+            try:
+                await on_new_message(
+                    UserMessage(
+                        text,
+                        collector,
+                        sender,
+                        input_channel=self.name(),
+                        metadata=metadata,
+                    )
                 )
-            )
+            except MessageNotTaken as error:
+                return refuse(request, status_for(error), error.customer_text, retry="true")
             return response.json(collector.messages)

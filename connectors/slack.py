@@ -33,6 +33,7 @@ from connectors.inbound import OnNewMessage, ScreenedInputChannel
 from connectors.refusals import refuse
 from connectors.slack_agents import register_agent_console
 from connectors.slack_markup import plain_text
+from crm_bridge.errors import MessageNotTaken
 
 logger = logging.getLogger(__name__)
 
@@ -142,15 +143,20 @@ class SlackChannel(ScreenedInputChannel):
             if not await self.dedupe.first_time(str(event_id)):
                 logger.info("Skipping a repeated Slack delivery")
                 return
-            await on_new_message(
-                UserMessage(
-                    plain_text(text),
-                    SlackOutput(client, channel, thread_ts),
-                    slack_sender_id(body.get("team_id"), user),
-                    input_channel=self.name(),
-                    metadata={"slack": {"channel": channel, "thread_ts": thread_ts}},
+            output = SlackOutput(client, channel, thread_ts)
+            sender = slack_sender_id(body.get("team_id"), user)
+            try:
+                await on_new_message(
+                    UserMessage(
+                        plain_text(text),
+                        output,
+                        sender,
+                        input_channel=self.name(),
+                        metadata={"slack": {"channel": channel, "thread_ts": thread_ts}},
+                    )
                 )
-            )
+            except MessageNotTaken as error:
+                await output.send_text_message(sender, error.customer_text)
 
         agents_channel = self.settings.slack_agent_channel
         agent_thread_message = None

@@ -28,6 +28,7 @@ from connectors.dedupe import Deduplicator
 from connectors.inbound import OnNewMessage, ScreenedInputChannel
 from connectors.refusals import refuse
 from connectors.telegram_adapter import Incoming, chat_id_of, incoming_message
+from crm_bridge.errors import MessageNotTaken
 
 logger = logging.getLogger(__name__)
 
@@ -196,15 +197,22 @@ class TelegramChannel(ScreenedInputChannel):
             return "ignored"
         if incoming.callback_query_id:
             await self._answer_button(incoming)
-        await on_new_message(
-            UserMessage(
-                incoming.text,
-                TelegramOutput(self.bot, self.pacer),
-                incoming.sender_id,
-                input_channel=self.name(),
-                metadata=incoming.metadata,
+        output = TelegramOutput(self.bot, self.pacer)
+        try:
+            await on_new_message(
+                UserMessage(
+                    incoming.text,
+                    output,
+                    incoming.sender_id,
+                    input_channel=self.name(),
+                    metadata=incoming.metadata,
+                )
             )
-        )
+        except MessageNotTaken as error:
+            # The update is taken (Telegram would not re-send it after a 200), the
+            # message is not: the customer is asked to send it again.
+            await output.send_text_message(incoming.sender_id, error.customer_text)
+            return "not taken"
         return "processed"
 
     async def _answer_button(self, incoming: Incoming) -> None:

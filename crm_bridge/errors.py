@@ -76,6 +76,13 @@ class CrmUnavailable(Unavailable):
     """The CRM backend could not be reached or failed; the operation was not applied."""
 
 
+class MessageNotTaken(Unavailable):
+    """A customer's message could not be handled (the conversation could not be locked,
+    read or saved); nothing of it was recorded, so the customer should send it again."""
+
+    customer_text = "Sorry, I couldn't take that message just now. Please send it again."
+
+
 # Each kind, as the HTTP status that answers it (anything else of ours: 500). Every HTTP
 # surface (the channels' refusals, the agent API, the workbench) answers through this.
 HTTP_STATUSES: tuple[tuple[type[RapportError], int], ...] = (

@@ -69,3 +69,25 @@ async def test_locks_are_shared_between_instances(redis_env) -> None:
         order.append("first released")
     await asyncio.wait_for(waiting, timeout=5)
     assert order == ["first acquired", "first released", "second acquired"]
+
+
+async def test_a_failing_redis_read_fails_the_turn_instead_of_starting_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rasa's FailSafeTrackerStore answers a failed read with "no conversation" (a new,
+    split history); with ours installed the failure reaches the channel."""
+    from rasa.core.agent import Agent
+    from rasa.core.tracker_store import FailSafeTrackerStore
+
+    from bot.stores import install_fail_closed_tracker_store
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/9")  # nothing listens there
+    store = EnvTrackerStore(domain=Domain.empty())
+    assert await FailSafeTrackerStore(store).retrieve("someone") is None  # Rasa's: starts over
+
+    monkeypatch.setattr(Agent, "_create_tracker_store", Agent.__dict__["_create_tracker_store"])
+    install_fail_closed_tracker_store()
+    agent = Agent(domain=Domain.empty(), tracker_store=store)
+    assert agent.tracker_store is store
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await agent.tracker_store.retrieve("someone")

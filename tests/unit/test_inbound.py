@@ -188,3 +188,26 @@ def test_every_customer_channel_goes_through_the_inbound_step() -> None:
         assert issubclass(channel, ScreenedInputChannel), channel
         # The step lives in ScreenedInputChannel.blueprint: a channel must not replace it.
         assert channel.blueprint is ScreenedInputChannel.blueprint, channel
+
+
+async def test_a_turn_that_fails_is_not_taken_and_the_log_keeps_no_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import redis.exceptions
+    from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+
+    from connectors.inbound import screened
+    from crm_bridge.errors import MessageNotTaken
+
+    async def store_down(message: UserMessage) -> None:
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6390.")
+
+    handle = screened(store_down, 4096)
+    message = UserMessage(
+        "where is my parcel, it is late", CollectingOutputChannel(), "s", input_channel="rest"
+    )
+    with pytest.raises(MessageNotTaken) as raised:
+        await handle(message)
+    assert raised.value.customer_text.endswith("Please send it again.")
+    assert "A rest message was not taken: ConnectionError" in caplog.text
+    assert "parcel" not in caplog.text

@@ -130,6 +130,39 @@ class InteractionLogBroker(EventBroker):
         self._mark_written(len(events))
 
 
+class QuietPikaEventBroker(PikaEventBroker):
+    """Rasa's RabbitMQ broker, with what it logs about a failed publish made safe.
+
+    While RabbitMQ is away (restarting, unreachable), Rasa keeps each event it could not
+    publish in memory and publishes it again once its robust connection is back; events
+    are persistent and the queue durable, so what RabbitMQ confirmed survives its
+    restart. Rasa logs every failed event in full, the customer's text and the broker
+    URL with its password included; here the log says only how many events wait.
+    What waits in memory is lost if this Rasa process dies before RabbitMQ is back.
+    """
+
+    async def _publish(self, event: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        if self._exchange is None:
+            return
+        try:
+            await self._exchange.publish(self._message(event, headers), "")
+        except Exception as error:
+            self._unpublished_events.append(event)
+            logger.warning(
+                "RabbitMQ did not take an event (%s); kept in memory to publish after "
+                "reconnecting (%d waiting)",
+                type(error).__name__,
+                len(self._unpublished_events),
+            )
+
+    def _publish_unpublished_messages(self, *args: Any, **kwargs: Any) -> None:
+        if self._unpublished_events:
+            logger.info(
+                "RabbitMQ is back: publishing %d kept events", len(self._unpublished_events)
+            )
+        super()._publish_unpublished_messages(*args, **kwargs)
+
+
 async def connect_rabbitmq(
     settings: bot_settings.Settings, event_loop: Any = None
 ) -> PikaEventBroker:
@@ -140,7 +173,7 @@ async def connect_rabbitmq(
         redact_url(settings.rabbitmq_url),
         settings.crm.events_queue,
     )
-    broker = PikaEventBroker(
+    broker = QuietPikaEventBroker(
         host=settings.rabbitmq_url,
         username=parts.username or "guest",
         password=parts.password or "guest",

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bot.workbench import charts
 from bot.workbench.web import blocking, render, wb
 from crm_bridge import insights as crm_insights
-from crm_bridge import models
+from crm_bridge import models, outbox_admin
 from crm_bridge.db import unit_of_work
 from crm_bridge.errors import InvalidInput
 
@@ -66,11 +66,12 @@ async def insights_page(request: Request) -> HTTPResponse:
     """KPI tiles, charts with their numbers, and the misunderstood groups."""
     workbench = wb(request)
     query = query_from(request)
-    # Three independent reads, side by side (SQLite and the encoder release the GIL).
-    report, channels, groups = await asyncio.gather(
+    # Independent reads, side by side (SQLite and the encoder release the GIL).
+    report, channels, groups, outbox = await asyncio.gather(
         blocking(_report, workbench.crm, query),
         blocking(_channels, workbench.crm),
         blocking(workbench.inbox_groups),
+        blocking(outbox_admin.status, workbench.crm),
     )
     groups = groups[:TOP_GROUPS]
     per_day: Counter[date] = Counter()
@@ -120,6 +121,7 @@ async def insights_page(request: Request) -> HTTPResponse:
         figures=figures,
         csv_query=_csv_query(query),
         groups=groups,
+        outbox=outbox,
     )
 
 

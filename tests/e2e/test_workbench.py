@@ -365,3 +365,35 @@ def test_insights_charts_render_and_their_csv_equals_the_crm(stack: Stack, page:
     assert rows == {name: expected.get(name, 0) for name in rows}
     assert sum(rows.values()) == len(held)
     assert {day: n for day, n in days.items() if n} == dict(expected_days)
+
+
+def test_insights_show_what_waits_for_the_remote_crm(stack: Stack, page: Page) -> None:
+    from crm_bridge import outbox
+    from crm_bridge.remote.base import EventKind
+
+    url = stack.workbench.url
+    page.goto(f"{url}/insights")
+    if "/login" in page.url:  # when run on its own
+        page.get_by_label("Name").fill(TRAINER)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Insights")).to_be_visible()
+    expect(page.locator("[data-outbox]")).to_have_count(0)  # nothing waits: no card
+
+    with unit_of_work(session_factory(stack.crm_url)) as session:
+        contact_id = session.execute(select(models.Contact.id)).scalars().first()
+        assert contact_id is not None
+        for number in (1, 2, 3):
+            event = outbox.record(
+                session, "hubspot", EventKind.CONTACT_UPSERT, contact_id, f"contact:{number}", {}
+            )
+            if number == 1:
+                event.status, event.attempts = outbox.PARKED, 1
+                event.last_error = "RemoteRejected: 400 PROPERTY_DOESNT_EXIST"
+    page.goto(f"{url}/insights")
+    card = page.locator("[data-outbox]")
+    expect(card.locator("[data-outbox-count=pending]")).to_have_text("2")
+    expect(card.locator("[data-outbox-count=parked]")).to_have_text("1")
+    expect(card.locator("tbody tr")).to_have_count(1)
+    expect(card.locator("tbody tr")).to_contain_text("PROPERTY_DOESNT_EXIST")
+    expect(card.locator("tbody tr td").last).to_have_text("2")  # holds back two

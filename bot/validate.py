@@ -27,17 +27,19 @@ DUPLICATED_INTENTS = re.compile(
 # connectors/inbound.py): no message of a customer is classified as one of them.
 SHORTCUT_ONLY_INTENTS = frozenset({"inbound_too_long", "prove_identity"})
 NO_EXAMPLES = re.compile(r"The intent '([^']+)' is listed in the domain file, but is not found")
-RESPONSE_IN_ACTION = re.compile(r"""response\s*=\s*["'](utter_[A-Za-z0-9_/]+)["']""")
+# `response="utter_x"` in an action, or a `..._RESPONSE = "utter_x"` constant (the
+# trouble answer bot/action_endpoint.py gives for an action server that is down).
+RESPONSE_IN_ACTION = re.compile(r"""response\s*=\s*["'](utter_[A-Za-z0-9_/]+)["']""", re.IGNORECASE)
 
 
 def responses_used_outside_stories(root: Path, domain: dict) -> set[str]:
-    """Form questions and responses that custom actions send."""
+    """Form questions and responses that custom actions (or Rasa's side, for them) send."""
     used = {
         f"utter_ask_{slot}"
         for form in (domain.get("forms") or {}).values()
         for slot in (form or {}).get("required_slots", [])
     }
-    for path in (root / "actions").rglob("*.py"):
+    for path in [*(root / "actions").rglob("*.py"), *(root / "bot").rglob("*.py")]:
         used.update(RESPONSE_IN_ACTION.findall(path.read_text()))
     return used
 

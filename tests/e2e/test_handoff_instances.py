@@ -5,6 +5,7 @@ once, although both instances run the timeout sweeper."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from tests.e2e.conftest import (
     start_bot_servers,
     stop_processes,
 )
+from tests.e2e.test_conversations import inbound, read_interactions
 from tests.e2e.test_telegram import message_update, new_id, press_telegram_button
 from tests.e2e.test_telegram import post as telegram_post
 from tests.fakes.telegram_api import FakeTelegramApi
@@ -126,3 +128,35 @@ def test_an_unclaimed_handoff_times_out_and_the_customer_is_told_once(two_instan
     assert len(told) == 1
     telegram_post(first, message_update(chat, "hi"))
     assert "How can I help" in telegram.sent_to(chat, 3)[-1].params["text"]
+
+
+def test_one_conversation_on_two_instances_at_once_keeps_its_order(two_instances) -> None:
+    """Messages of one customer reach both instances at once (a round-robin proxy would
+    do that): each is answered, none is lost, and the transcript keeps their order,
+    because the Redis lock lets one instance at a time handle the conversation."""
+    first, second, _ = two_instances
+    sender = f"e2e-two-{uuid.uuid4().hex[:8]}"
+    questions = ("when are you open?", "what payment methods do you take?", "do you ship abroad?")
+    texts = [f"{questions[i % 3]} ({i})" for i in range(8)]
+    replies: dict[int, list[dict]] = {}
+
+    def send(index: int) -> None:
+        servers = (first, second)[index % 2]
+        replies[index] = servers.say(sender, texts[index])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.25)  # arrival order, while earlier messages are still being handled
+    for thread in threads:
+        thread.join(120)
+    assert sorted(replies) == list(range(len(texts)))
+    assert all(replies[i] for i in replies)  # every message answered
+
+    deadline = time.monotonic() + 30
+    while True:
+        logged = [inbound(interaction) for interaction in read_interactions(first, sender)]
+        if sum(map(len, logged)) >= len(texts) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [text for interaction in logged for text in interaction] == texts

@@ -25,6 +25,7 @@ from rasa.core.tracker_store import (
     TrackerStore,
 )
 from rasa.shared.core.domain import Domain
+from rasa.shared.core.trackers import DialogueStateTracker, get_trackers_for_conversation_sessions
 
 from bot import settings as bot_settings
 from crm_bridge.settings import redact_url
@@ -71,6 +72,30 @@ def sql_tracker_kwargs(url: str) -> dict[str, Any]:
     }
 
 
+class CurrentSessionRedisTrackerStore(RedisTrackerStore):
+    """Rasa's Redis tracker store, keeping only the conversation's current session.
+
+    Rasa's keeps a sender's whole history in one value and, on every save, reads it
+    back, replays it and merges the new events into it: a Telegram customer keeps one
+    sender id for months, so each turn costs more the longer they have been a customer.
+    Only the current session is ever read back (``retrieve``), so that is all this one
+    stores; earlier sessions live on in the CRM transcript, which the interaction log
+    wrote as they happened. Writes are safe without the merge because the lock store
+    lets one message at a time handle a conversation.
+    """
+
+    async def save(self, tracker: DialogueStateTracker, timeout: float | None = None) -> None:
+        """Publish the new events, then store the tracker's current session alone."""
+        await self.stream_events(tracker)
+        if not timeout and self.record_exp:
+            timeout = self.record_exp
+        sessions = get_trackers_for_conversation_sessions(tracker)
+        current = sessions[-1] if sessions else tracker
+        self.red.set(
+            self.key_prefix + tracker.sender_id, self.serialise_tracker(current), ex=timeout
+        )
+
+
 class EnvTrackerStore(TrackerStore):
     """Redis when ``REDIS_URL`` is set, else SQL at ``TRACKER_DATABASE_URL``."""
 
@@ -84,7 +109,7 @@ class EnvTrackerStore(TrackerStore):
         settings = bot_settings.current()
         if settings.redis_url:
             logger.info("Tracker store: Redis at %s", redact_url(settings.redis_url))
-            return RedisTrackerStore(
+            return CurrentSessionRedisTrackerStore(
                 domain=domain,
                 event_broker=event_broker,
                 key_prefix=kwargs.get("key_prefix", "rapport"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -91,3 +92,35 @@ async def test_a_failing_redis_read_fails_the_turn_instead_of_starting_over(
     assert agent.tracker_store is store
     with pytest.raises(redis.exceptions.ConnectionError):
         await agent.tracker_store.retrieve("someone")
+
+
+async def test_a_returning_customer_is_stored_as_their_current_session_only(redis_env) -> None:
+    """A thousand earlier turns over many sessions are not read, replayed and written
+    back on every turn: Redis holds the current session; the CRM transcript the rest."""
+    from rasa.shared.core.events import ActionExecuted, BotUttered
+
+    def session(number: int, turns: int) -> list:
+        start = float(number * 10_000)
+        events: list = [ActionExecuted("action_session_start", timestamp=start)]
+        events.append(SessionStarted(timestamp=start + 1))
+        for turn in range(turns):
+            at = start + 2 + turn * 2
+            events.append(UserUttered(f"s{number} t{turn}", {"name": "greet"}, timestamp=at))
+            events.append(BotUttered(f"reply {number}.{turn}", timestamp=at + 1))
+        return events
+
+    store = EnvTrackerStore(domain=Domain.empty())
+    sender = f"it-{uuid.uuid4().hex}"
+    history = [event for number in range(10) for event in session(number, 100)]
+    await store.save(DialogueStateTracker.from_events(sender, history))
+    stored = json.loads(redis_env.get(f"rapport:tracker:{sender}"))
+    texts = [event.get("text") for event in stored["events"] if event["event"] == "user"]
+    assert texts == [f"s9 t{turn}" for turn in range(100)]  # the current session only
+
+    returning = await store.retrieve(sender)
+    assert returning is not None and returning.latest_message.text == "s9 t99"
+    # The next session starts: the one before it leaves Redis, the new one stays.
+    returning.update_with_events(session(10, 1), domain=None, override_timestamp=False)
+    await store.save(returning)
+    stored = json.loads(redis_env.get(f"rapport:tracker:{sender}"))
+    assert [e.get("text") for e in stored["events"] if e["event"] == "user"] == ["s10 t0"]

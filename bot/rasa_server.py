@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_structlog(level)
     log_redaction.install(settings)
     endpoints = AvailableEndpoints.read_endpoints(str(args.endpoints))
-    from bot.stores import install_fail_closed_tracker_store
+    from bot import rasa_patches
 
-    install_fail_closed_tracker_store()
+    rasa_patches.install()
     if endpoints.action is not None:
         from bot.action_endpoint import ActionServerEndpoint
 

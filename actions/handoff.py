@@ -27,6 +27,7 @@ from actions.crm import get_handoff_service
 from actions.identity import conversation_ref, linked_contact
 from actions.inbound import customer_text
 from bot.handoff_service import HandoffAsk
+from bot.handoff_wording import handoff_answer_text
 from crm_bridge.errors import (
     Conflict,
     InvalidInput,
@@ -40,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 RECENT_MESSAGES = 10
 REFERENCE = re.compile(r"\b[TR]-\d{6}\b")
-OPENING_HOURS_HINT = "usually within a few hours during our opening times"
 
 
 def recent_messages(tracker: Tracker, limit: int = RECENT_MESSAGES) -> list[tuple[str, str]]:
@@ -103,33 +103,8 @@ def start_handoff(
     Raises RapportError when the CRM cannot record it."""
     ask = handoff_ask(tracker, reason)
     answer = get_handoff_service().request(ask)
-    if answer.state == "already":
-        where = (
-            f"You're number {answer.position} in the queue."
-            if answer.position
-            else "An agent has it."
-        )
-        dispatcher.utter_message(text=f"{intro}Your conversation is already with our team. {where}")
-        return
-    how = "by email" if ask.contact and ask.contact.email else "here in this chat"
-    if answer.state == "offline":
-        opening = answer.next_opening
-        when = f" from {opening:%A %H:%M} ({opening.tzname()})" if opening else " soon"
-        dispatcher.utter_message(
-            text=f"{intro}Our team is offline right now. I've passed your request on under "
-            f"reference {answer.ticket_reference}, and a person will get back to you "
-            f"{how}{when}. I'm here meanwhile."
-        )
-        return
-    reference = f" (reference {answer.ticket_reference})" if answer.ticket_reference else ""
-    queue = f" You're number {answer.position} in the queue." if answer.position else ""
-    if answer.position and answer.typical_wait is not None:
-        minutes = max(1, round(answer.typical_wait.total_seconds() * answer.position / 60))
-        queue += f" The wait is usually about {minutes} minute{'s' if minutes > 1 else ''}."
-    dispatcher.utter_message(
-        text=f"{intro}I've passed your conversation to our support team{reference}.{queue} "
-        f"A person will join this chat or get back to you {how}, {OPENING_HOURS_HINT}."
-    )
+    by_email = bool(ask.contact and ask.contact.email)
+    dispatcher.utter_message(text=handoff_answer_text(answer, by_email, intro))
 
 
 class ActionHandoffToHuman(Action):

@@ -7,8 +7,6 @@ of the person (``crm_bridge.identity_proof``), which changing data requires.
 
 from __future__ import annotations
 
-import time
-
 from rasa_sdk import Tracker
 
 from actions.crm import get_gateway
@@ -25,18 +23,7 @@ def channel_of(tracker: Tracker) -> str:
 
 def conversation_ref(tracker: Tracker) -> ConversationRef:
     """The current conversation session, as the CRM's interaction log keys it."""
-    started_at = None
-    for event in reversed(tracker.events):
-        if event.get("event") == "session_started":
-            started_at = event.get("timestamp")
-            break
-    if started_at is None and tracker.events:
-        started_at = tracker.events[0].get("timestamp")
-    return ConversationRef(
-        sender_id=tracker.sender_id,
-        channel=channel_of(tracker),
-        session_started_at=float(started_at if started_at is not None else time.time()),
-    )
+    return ConversationRef.from_events(tracker.sender_id, channel_of(tracker), tracker.events)
 
 
 def linked_contact(tracker: Tracker, proven: bool = False) -> ContactView | None:

@@ -9,9 +9,11 @@ protocol later.
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Outcome(str, enum.Enum):
@@ -52,6 +54,20 @@ class ConversationRef:
     sender_id: str
     channel: str
     session_started_at: float
+
+    @classmethod
+    def from_events(
+        cls, sender_id: str, channel: str, events: Sequence[Mapping[str, Any]]
+    ) -> ConversationRef:
+        """The current session of a conversation given as Rasa's event dicts."""
+        started_at = None
+        for event in reversed(events):
+            if event.get("event") == "session_started":
+                started_at = event.get("timestamp")
+                break
+        if started_at is None and events:
+            started_at = events[0].get("timestamp")
+        return cls(sender_id, channel, float(started_at if started_at is not None else time.time()))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import pytest
 import requests
 
 from bench.servers import BotServers, free_port, start_bot_servers, stop_processes
+from crm_bridge.handoff import HandoffDesk
 from crm_bridge.sql_gateway import SqlCrmGateway
 from tests.e2e.conftest import assert_no_customer_text_in_logs
 from tests.e2e.test_conversations import inbound, interactions_of
@@ -180,6 +181,22 @@ def test_a_killed_action_server_gets_a_polite_answer_and_the_talk_goes_on(
     finally:
         faulty.start_actions()
     assert "DPD-5521" in text_of(servers.say(sender, "where is my order 10001?"))
+
+
+def test_a_person_is_found_while_the_action_server_is_down(faulty: Faulty) -> None:
+    """The trouble answer's "Talk to a person" works without the action server: the Rasa
+    side asks the handoff service itself."""
+    servers = faulty.servers
+    sender = alice(servers)
+    servers.say(sender, "hi")
+    faulty.kill_actions()
+    try:
+        replies = servers.say(sender, "/request_human")
+    finally:
+        faulty.start_actions()
+    assert "passed your conversation to our support team" in text_of(replies)
+    handoff = HandoffDesk(servers.crm_url).ownership(sender).handoff
+    assert handoff is not None and handoff.channel == "rest"
 
 
 class SlowActions(BaseHTTPRequestHandler):

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 _STOP = object()
 RETRY_DELAY_SECONDS = 2.0
+# How long a turn waits for RabbitMQ to confirm its events (then they are kept in memory).
+PUBLISH_WAIT_SECONDS = 2.0
 MAX_BATCH = 200
 
 
@@ -155,12 +157,34 @@ class QuietPikaEventBroker(PikaEventBroker):
                 len(self._unpublished_events),
             )
 
+    async def published(self, timeout: float = PUBLISH_WAIT_SECONDS) -> None:
+        """Wait (at most ``timeout``) until the events handed over so far are confirmed by
+        RabbitMQ or kept for later.
+
+        Rasa publishes from background tasks, so a reply can reach the customer before
+        its events reach the queue; with several Rasa processes the customer's next
+        message, handled by another process, could then overtake them in the queue and
+        the CRM would see a session's messages before its start. The tracker store
+        waits here before the turn ends (``bot.stores``), so a conversation's events
+        enter the queue in order.
+        """
+        pending = [task for task in self._background_tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
     def _publish_unpublished_messages(self, *args: Any, **kwargs: Any) -> None:
         if self._unpublished_events:
             logger.info(
                 "RabbitMQ is back: publishing %d kept events", len(self._unpublished_events)
             )
         super()._publish_unpublished_messages(*args, **kwargs)
+
+
+async def events_published(broker: EventBroker | None) -> None:
+    """Wait until ``broker`` has taken the events published so far (RabbitMQ only: the
+    in-process log keeps their order itself)."""
+    if isinstance(broker, QuietPikaEventBroker):
+        await broker.published()
 
 
 async def connect_rabbitmq(

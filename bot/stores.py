@@ -28,6 +28,7 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.trackers import DialogueStateTracker, get_trackers_for_conversation_sessions
 
 from bot import settings as bot_settings
+from bot.event_broker import events_published
 from crm_bridge.settings import redact_url
 
 logger = logging.getLogger(__name__)
@@ -85,8 +86,10 @@ class CurrentSessionRedisTrackerStore(RedisTrackerStore):
     """
 
     async def save(self, tracker: DialogueStateTracker, timeout: float | None = None) -> None:
-        """Publish the new events, then store the tracker's current session alone."""
+        """Publish the new events (confirmed before the turn ends, so a conversation's
+        events reach the queue in order), then store the tracker's current session alone."""
         await self.stream_events(tracker)
+        await events_published(self.event_broker)
         if not timeout and self.record_exp:
             timeout = self.record_exp
         sessions = get_trackers_for_conversation_sessions(tracker)

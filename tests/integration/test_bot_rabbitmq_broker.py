@@ -118,3 +118,42 @@ async def test_events_published_while_rabbitmq_is_away_arrive_once_it_is_back(
     printed = capsys.readouterr()
     logged = printed.out + printed.err + caplog.text
     assert "about my parcel" not in logged and "guest:guest" not in logged
+
+
+async def test_a_turns_events_are_confirmed_before_the_turn_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With several Rasa processes, a customer's next message may be handled by another
+    process: the tracker store's save returns only once RabbitMQ took this turn's
+    events, so they cannot be overtaken in the queue."""
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import SessionStarted, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.stores import EnvTrackerStore
+
+    queue_name = f"rapport_test_{uuid.uuid4().hex[:8]}"
+    exchange_name = f"rapport_test_exchange_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("RABBITMQ_URL", RABBITMQ_URL)
+    monkeypatch.setenv("RAPPORT_EVENTS_QUEUE", queue_name)
+    monkeypatch.setenv("RAPPORT_EVENTS_EXCHANGE", exchange_name)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
+    broker = await InteractionLogBroker.from_endpoint_config(None)
+    store = EnvTrackerStore(domain=Domain.empty(), event_broker=broker)
+    sender = f"it-order-{uuid.uuid4().hex[:8]}"
+    tracker = DialogueStateTracker.from_events(
+        sender, [SessionStarted(timestamp=1.0), UserUttered("hi", {"name": "greet"}, timestamp=2.0)]
+    )
+    try:
+        await store.save(tracker)
+        # Nothing left in flight when save returns (checked before yielding to the loop).
+        assert [task for task in broker._background_tasks if not task.done()] == []
+        assert [e["event"] for e in await drain(queue_name, 2, 10)] == ["session_started", "user"]
+    finally:
+        await broker.close()
+        store.red.delete(store.key_prefix + sender)
+        connection = await aio_pika.connect(RABBITMQ_URL, timeout=10)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(queue_name)
+            await channel.exchange_delete(exchange_name)

@@ -46,32 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     texts = load_banking77(args.texts).texts[: args.parses + WARM_UP]
     model = args.model or bot_model()
-    port = free_port()
-    # The model alone: run from an empty folder, so the project's endpoints (action
-    # server, brokers) and channel credentials are not read.
     workdir = tempfile.TemporaryDirectory(prefix="bench-server-")
-    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(PROJECT_ROOT)}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rasa",
-            "run",
-            "--enable-api",
-            "-m",
-            str(model),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=workdir.name,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, url = start_bare_rasa(model, Path(workdir.name))
     try:
-        url = f"http://127.0.0.1:{port}"
         wait_until_ready(url, server)
         latencies = []
         for index, text in enumerate(texts):
@@ -104,6 +81,32 @@ def bot_model() -> Path:
     from bot.train import train_if_needed
 
     return train_if_needed()
+
+
+def start_bare_rasa(
+    model: Path, workdir: Path, rest: bool = False, log: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """``rasa run --enable-api`` with the model alone on a free loopback port; the process
+    and its URL. It runs from ``workdir``, an empty folder, so the project's endpoints
+    (action server, stores, brokers) and channel credentials are not read: an in-memory
+    tracker store and no event broker. With ``rest`` Rasa's own REST channel is on (a
+    ``credentials.yml`` with only ``rest:``; with no credentials at all Rasa would start
+    its interactive command line). Its output goes to ``log`` if given."""
+    port = free_port()
+    command = [sys.executable, "-m", "rasa", "run", "--enable-api", "-m", str(model)]
+    if rest:
+        (workdir / "credentials.yml").write_text("rest:\n")
+        command += ["--credentials", "credentials.yml"]
+    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(PROJECT_ROOT)}
+    output = log.open("w") if log else subprocess.DEVNULL
+    server = subprocess.Popen(
+        [*command, "-i", "127.0.0.1", "-p", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    return server, f"http://127.0.0.1:{port}"
 
 
 def free_port() -> int:

@@ -35,6 +35,8 @@ class BotServers:
     crm_url: str
     log_dir: Path
     env: dict[str, str]
+    # Every Rasa server's URL, ``rasa_url`` first (several with ``rasa_processes``).
+    rasa_urls: list[str] = field(default_factory=list)
     # Every customer text the tests sent, to check that none of them reached a log.
     said: set[str] = field(default_factory=set)
 
@@ -68,12 +70,19 @@ def _wait_until_up(url: str, processes: list[subprocess.Popen], log_dir: Path) -
 
 
 def start_bot_servers(
-    model: Path, workdir: Path, extra_env: dict[str, str] | None = None, crm_url: str = ""
+    model: Path,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    crm_url: str = "",
+    rasa_processes: int = 1,
 ) -> tuple[BotServers, list[subprocess.Popen]]:
     """Migrate + seed a CRM (SQLite in ``workdir`` unless ``crm_url`` is given) and start
-    the action and Rasa servers."""
+    the action server and ``rasa_processes`` Rasa servers (more than one needs the shared
+    stores: ``REDIS_URL`` and a CRM they all reach). The processes are returned in that
+    order: the action server, then the Rasa servers in the order of ``rasa_urls``."""
     crm_url = crm_url or f"sqlite:///{workdir / 'crm.db'}"
-    rasa_port, action_port = free_port(), free_port()
+    rasa_ports = [free_port() for _ in range(rasa_processes)]
+    rasa_port, action_port = rasa_ports[0], free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(PROJECT_ROOT),
@@ -97,27 +106,27 @@ def start_bot_servers(
         )
     log_dir = workdir / "logs"
     log_dir.mkdir(exist_ok=True)
+    rasa = [sys.executable, "-m", "bot", "rasa-server", "--model", str(model)]
+    # name -> (command, the environment's changes): each Rasa server listens on its port.
     commands = {
-        "actions": [
-            sys.executable,
-            "-m",
-            "rasa_sdk",
-            "--actions",
-            "actions",
-            "--port",
-            str(action_port),
-        ],
-        "rasa": [sys.executable, "-m", "bot", "rasa-server", "--model", str(model)],
+        "actions": (
+            [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(action_port)],
+            {},
+        ),
+        **{
+            "rasa" if index == 0 else f"rasa-{index + 1}": (rasa, {"RASA_PORT": str(port)})
+            for index, port in enumerate(rasa_ports)
+        },
     }
     processes = [
         subprocess.Popen(
             command,
             cwd=PROJECT_ROOT,
-            env=env,
+            env={**env, **changes},
             stdout=(log_dir / f"{name}.log").open("w"),
             stderr=subprocess.STDOUT,
         )
-        for name, command in commands.items()
+        for name, (command, changes) in commands.items()
     ]
     servers = BotServers(
         rasa_url=f"http://127.0.0.1:{rasa_port}",
@@ -125,10 +134,12 @@ def start_bot_servers(
         crm_url=crm_url,
         log_dir=log_dir,
         env=env,
+        rasa_urls=[f"http://127.0.0.1:{port}" for port in rasa_ports],
     )
     try:
         _wait_until_up(f"{servers.action_url}/health", processes, log_dir)
-        _wait_until_up(f"{servers.rasa_url}/webhooks/rest/", processes, log_dir)
+        for url in servers.rasa_urls:
+            _wait_until_up(f"{url}/webhooks/rest/", processes, log_dir)
     except Exception:
         stop_processes(processes)
         raise

@@ -39,7 +39,8 @@ def responses_used_outside_stories(root: Path, domain: dict) -> set[str]:
         for form in (domain.get("forms") or {}).values()
         for slot in (form or {}).get("required_slots", [])
     }
-    for path in [*(root / "actions").rglob("*.py"), *(root / "bot").rglob("*.py")]:
+    # The project's actions, and this package (its Rasa side answers for actions too).
+    for path in [*(root / "actions").rglob("*.py"), *Path(__file__).parent.rglob("*.py")]:
         used.update(RESPONSE_IN_ACTION.findall(path.read_text()))
     return used
 
